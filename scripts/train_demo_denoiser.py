@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from restormer.files import write_atomically
 from restormer.io import read_image
 from restormer.model import Restormer
 from restormer.weights import save_weights
@@ -75,15 +76,19 @@ def main() -> None:
         opt.step()
         losses.append(loss.item())
         if (it + 1) % 250 == 0 or it + 1 == args.iters:
-            tmp = state_path.with_suffix(".tmp")
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "iter": it + 1}, tmp)
-            os.replace(tmp, state_path)
+            state = {"model": model.state_dict(), "opt": opt.state_dict(), "iter": it + 1}
+            write_atomically(state_path, partial(torch.save, state), overwrite=True)
             print(f"iter {it + 1} loss {np.mean(losses):.4f} lr {lr:.2e} "
                   f"{(it + 1 - start) / (time.time() - t0):.2f} it/s", flush=True)  # fmt: skip
             losses = []
-    meta = {"task": "gaussian-color-denoising", "note": "demo model, trained by "
-            f"scripts/train_demo_denoiser.py for {args.iters} iterations"}  # fmt: skip
-    save_weights(model, args.out, metadata=meta, overwrite=True)
+    meta = {
+        "description": "DEMO ONLY: a small blind colour Gaussian denoiser (sigma 0-50) trained "
+        f"for {args.iters} iterations on CPU by scripts/train_demo_denoiser.py; "
+        "not a shipped model",
+        "training": f"python scripts/train_demo_denoiser.py PHOTOS OUT --iters {args.iters}",
+    }
+    half = {k: v.half() for k, v in model.state_dict().items()}  # same results, half the size
+    save_weights(half, args.out, config=model.config, metadata=meta, overwrite=True)
 
 
 if __name__ == "__main__":

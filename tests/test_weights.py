@@ -213,3 +213,11 @@ def test_save_refuses_to_overwrite(tmp_path: Path) -> None:
     save_weights(tiny_model(), path, overwrite=True)
     assert load_model(path).config.dim == 8
     assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]  # no temporary left
+
+
+def test_saved_weights_have_normal_file_permissions(tmp_path: Path) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    path = save_weights(tiny_model(seed=0), tmp_path / "w.safetensors")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]  # no temporary left

@@ -19,10 +19,8 @@ invalid arguments) raise plain :class:`ValueError`.
 from __future__ import annotations
 
 import contextlib
-import errno
 import io
 import os
-import secrets
 import stat
 import struct
 import threading
@@ -35,6 +33,8 @@ import cv2
 import numpy as np
 import tifffile
 from PIL import ExifTags, Image, UnidentifiedImageError
+
+from restormer.files import write_atomically
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -110,9 +110,6 @@ _MODE_DESCRIPTIONS = {
     "LAB": "CIELAB colour",
     "HSV": "HSV colour",
 }
-_NO_HARD_LINKS = frozenset(
-    {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.ENOSYS, errno.EMLINK}
-)
 
 
 class ImageFileError(ValueError):
@@ -704,78 +701,13 @@ def _encode_tiff16(samples: np.ndarray, alpha: np.ndarray | None, icc: bytes | N
 
 
 def _write_atomically(target: Path, payload: bytes, *, overwrite: bool, name: str) -> None:
-    """Write via a temporary file in the same directory; never expose a partial file.
-
-    Without ``overwrite`` the file is published with a hard link, which fails atomically if the
-    target appeared meanwhile; the temporary file is removed whatever happens.
-    """
-    tmp: Path | None = None
+    """Publish ``payload`` as ``target`` atomically, mapping failures to one-line errors."""
     try:
-        tmp = _create_temp_file(target, payload)
-        if overwrite:
-            os.replace(tmp, target)
-            tmp = None
-        else:
-            _publish_without_clobbering(tmp, target)
-        _fsync_directory(target.parent)
+        write_atomically(target, payload, overwrite=overwrite)
     except FileExistsError as exc:
         raise _error(name, "already exists (use --overwrite)") from exc
     except OSError as exc:
         raise _write_error(name, target, exc) from exc
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-
-
-def _create_temp_file(target: Path, payload: bytes) -> Path:
-    """Create ``.<name>.<random>.tmp`` next to ``target`` with ``payload``, flushed to disk."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    for _ in range(100):
-        tmp = target.parent / f".{target.name[:200]}.{secrets.token_hex(4)}.tmp"
-        try:
-            fd = os.open(tmp, flags, 0o666)  # 0o666 & ~umask: the permissions of a normal file
-        except FileExistsError:
-            continue
-        try:
-            with os.fdopen(fd, "wb") as file:
-                file.write(payload)
-                file.flush()
-                os.fsync(file.fileno())
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        return tmp
-    raise FileExistsError(errno.EEXIST, "could not create a temporary file", str(target.parent))
-
-
-def _publish_without_clobbering(tmp: Path, target: Path) -> None:
-    try:
-        os.link(tmp, target)
-    except FileExistsError:
-        raise
-    except OSError as exc:
-        if exc.errno not in _NO_HARD_LINKS:
-            raise
-        # The file system has no hard links: check, then rename (a small race remains).
-        if os.path.lexists(target):
-            raise FileExistsError(errno.EEXIST, "File exists", str(target)) from exc
-        os.replace(tmp, target)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the new directory entry durable (best effort: not every platform allows it)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _write_error(name: str, target: Path, exc: OSError) -> ImageFileError:

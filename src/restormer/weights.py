@@ -12,18 +12,19 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_save
 from torch import Tensor, nn
 
+from restormer.files import write_atomically
 from restormer.model import MDTA, NUM_LEVELS, Restormer, RestormerConfig
 from restormer.tasks import TASKS
 
@@ -337,40 +338,18 @@ def save_weights(
     if path.exists() and not overwrite:
         raise WeightsError(f"{path}: already exists (use --overwrite)")
 
-    def write(tmp: Path) -> None:
-        if suffix == ".safetensors":
-            meta = {CONFIG_METADATA_KEY: json.dumps(config.to_dict()), **(metadata or {})}
-            save_file(state, str(tmp), metadata=meta)
-        else:
-            torch.save({"params": state}, tmp)
-
-    _atomic_write(path, write, overwrite)
-    return path
-
-
-def _atomic_write(path: Path, write, overwrite: bool) -> None:  # type: ignore[no-untyped-def]
-    """Write through a temporary file in the same folder, then publish it in one step."""
+    if suffix == ".safetensors":
+        meta = {CONFIG_METADATA_KEY: json.dumps(config.to_dict()), **(metadata or {})}
+        payload: bytes | Callable[[BinaryIO], object] = safetensors_save(state, metadata=meta)
+    else:
+        payload = partial(torch.save, {"params": state})
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as e:
-        raise WeightsError(f"{path}: cannot write there ({e.strerror or e})") from e
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)
-            except FileExistsError as e:
-                raise WeightsError(f"{path}: already exists (use --overwrite)") from e
+        write_atomically(path, payload, overwrite=overwrite)
+    except FileExistsError as e:
+        raise WeightsError(f"{path}: already exists (use --overwrite)") from e
     except OSError as e:
         raise WeightsError(f"{path}: cannot write ({e.strerror or e})") from e
-    finally:
-        tmp.unlink(missing_ok=True)
+    return path
 
 
 # --------------------------------------------------------------------------- cost
