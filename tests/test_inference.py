@@ -26,15 +26,6 @@ from restormer.model import Restormer
 TINY = {"dim": 8, "num_blocks": (1, 1, 1, 1), "num_refinement_blocks": 1, "heads": (1, 1, 2, 2)}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two shared cores: a single torch thread avoids oversubscription and is much faster."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def tiny(seed: int = 0, **kwargs) -> Restormer:
     torch.manual_seed(seed)
     return Restormer(**{**TINY, **kwargs}).eval()
@@ -350,6 +341,18 @@ def test_memmap_input_and_output(tmp_path, rgb_model):
     expected = np.zeros_like(image)
     restore_into(image, rgb_model, expected, tile=32, tile_overlap=8)
     np.testing.assert_array_equal(np.asarray(dst), expected)
+
+
+@pytest.mark.parametrize(
+    ("shape", "tile", "overlap"),
+    [((70, 53), 24, 8), ((40, 90), 32, 12), ((33, 33), None, 32), ((3, 64, 40), 16, 4)],
+)
+def test_in_place_restore_equals_a_separate_output(rgb_model, shape, tile, overlap):
+    image = np.random.default_rng(11).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    expected = np.empty_like(image)
+    restore_into(image, rgb_model, expected, tile=tile, tile_overlap=overlap)
+    restore_into(image, rgb_model, image, tile=tile, tile_overlap=overlap)
+    np.testing.assert_array_equal(image, expected)
 
 
 # --------------------------------------------------------------------------- memory

@@ -5,7 +5,9 @@
 >>> clean = restormer.restore(noisy_hxwxc_array, model)  # float32 H x W x C in [0, 1]
 """
 
+from restormer.inference import restore
 from restormer.model import Restormer, RestormerConfig
+from restormer.weights import load_model, save_weights
 
 __version__ = "0.1.0"
 
@@ -17,16 +19,3 @@ __all__ = [
     "restore",
     "save_weights",
 ]
-
-
-def __getattr__(name: str):  # type: ignore[no-untyped-def]
-    """Import the heavier parts on first use, so ``import restormer`` stays quick."""
-    if name in ("load_model", "save_weights"):
-        from restormer import weights
-
-        return getattr(weights, name)
-    if name == "restore":
-        from restormer.inference import restore
-
-        return restore
-    raise AttributeError(f"module 'restormer' has no attribute {name!r}")

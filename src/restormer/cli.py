@@ -298,7 +298,10 @@ def _restore_one(
                 f"frame; restoring in {tile}x{tile} tiles"
             )
         channels = model.out_channels if model.dual_pixel_task else pixels.shape[2]
-        result = np.empty((h, w, channels), dtype=pixels.dtype)
+        if channels == pixels.shape[2] and pixels.flags.writeable:
+            result = pixels  # restored in place: one whole-image buffer instead of two
+        else:
+            result = np.empty((h, w, channels), dtype=pixels.dtype)
         tiles = progress.add_task(f"  {Path(job.name).name}", total=None)
 
         def on_tile(done: int, total: int) -> None:
@@ -343,6 +346,101 @@ def _progress() -> Iterator[Progress]:
         transient=True,
     ) as progress:
         yield progress
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+@app.command("evaluate")
+def evaluate_command(
+    task: Annotated[
+        str, typer.Option("--task", "-t", help=f"Task protocol: {', '.join(TASKS)}.")
+    ] = ...,  # type: ignore[assignment]
+    dataset: Annotated[
+        Path, typer.Option("--dataset", "-d", help="Test-set folder, in the official layout.")
+    ] = ...,  # type: ignore[assignment]
+    weights: Annotated[
+        Path | None,
+        typer.Option("--weights", "-w", help="Weights file; default: the task's shipped model."),
+    ] = None,
+    save_images: Annotated[
+        Path | None, typer.Option("--save-images", help="Also save the restored images here.")
+    ] = None,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Folder for results.csv and results.json "
+            "(default: the --save-images folder, else ./evaluation/TASK).",
+            show_default=False,
+        ),
+    ] = None,
+    sigma: Annotated[
+        list[int] | None,
+        typer.Option(help="Gaussian noise level, repeatable (default: 15, 25 and 50)."),
+    ] = None,
+    tile: Annotated[
+        int | None, typer.Option(help="Restore in N x N tiles (multiple of 8); default: auto.")
+    ] = None,
+    tile_overlap: Annotated[int, typer.Option(help="Overlap between tiles, in pixels.")] = 32,
+    device: Annotated[Device, typer.Option(help="Where to run the model.")] = Device.cpu,
+    limit: Annotated[
+        int | None, typer.Option(help="Evaluate only the first N images.", min=1)
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace existing results and images.")
+    ] = False,
+) -> None:
+    """Benchmark a model on an official test set, scored exactly as in the paper."""
+    import contextlib
+
+    from rich.markup import escape
+
+    from restormer import evaluate as evaluation
+
+    if task not in TASKS:
+        fail(f"unknown task '{task}'; choose one of: {', '.join(TASKS)}")
+    results_dir = output_dir or save_images or Path("evaluation") / task
+    try:
+        samples = evaluation.discover_samples(task, dataset, sigmas=sigma, limit=limit)
+        evaluation.check_outputs(samples, results_dir, save_images, overwrite=overwrite)
+    except evaluation.EvaluationError as e:
+        fail(escape(str(e)))  # file names may hold [brackets]
+    model = _load(weights if weights is not None else task, device.value)
+    try:
+        # A bar only on a terminal: in logs it is noise (and would leave a blank line).
+        with _progress() if err.is_terminal else contextlib.nullcontext() as progress:
+            results = evaluation.evaluate_samples(
+                model, task, samples, tile=tile, tile_overlap=tile_overlap,
+                save_dir=save_images, overwrite=overwrite,
+                progress=_image_bar(progress, len(samples)),
+            )  # fmt: skip
+        summary = evaluation.summarize(results)
+        metrics = list(results[0].scores)
+        out.print(evaluation.results_table(results, metrics))
+        out.print(evaluation.summary_table(summary, metrics))
+        metadata = {
+            "task": task,
+            "dataset": str(dataset),
+            "weights": str(weights) if weights is not None else f"shipped model for {task}",
+            "device": device.value,
+            "tile": tile,
+        }
+        csv_path, json_path = evaluation.write_results(
+            results_dir, results, summary, metadata, overwrite=overwrite
+        )
+    except evaluation.EvaluationError as e:
+        fail(escape(str(e)))  # file names may hold [brackets]
+    out.print(f"wrote {csv_path} and {json_path}")
+
+
+def _image_bar(progress: Progress | None, total: int):  # type: ignore[no-untyped-def]
+    """A ``progress(done, total)`` callback advancing an "evaluating" bar (None: no bar)."""
+    if progress is None:
+        return None
+    bar = progress.add_task("evaluating", total=total)
+    return lambda done, _total: progress.update(bar, completed=done)
 
 
 # --------------------------------------------------------------------------- weights
@@ -407,6 +505,63 @@ def convert(
     except WeightsError as e:
         fail(str(e))
     out.print(f"wrote {target}")
+
+
+# --------------------------------------------------------------------------- train
+
+
+@app.command()
+def train(
+    options_file: Annotated[Path, typer.Argument(help="Option file (official BasicSR YAML).")],
+    resume: Annotated[
+        str | None,
+        typer.Option(help="'auto' (newest state of this experiment, if any) or a .state file."),
+    ] = None,
+    set_options: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override an option: KEY=VALUE, e.g. train.total_iter=1000."),
+    ] = None,
+    max_hours: Annotated[
+        float | None, typer.Option(help="Stop cleanly, with a checkpoint, after this long.")
+    ] = None,
+    device: Annotated[
+        Device | None, typer.Option(help="Train on this device (default: CUDA if available).")
+    ] = None,
+    experiments_root: Annotated[Path, typer.Option(help="Where experiment folders go.")] = Path(
+        "experiments"
+    ),
+    keep_states: Annotated[
+        int | None, typer.Option(help="Keep only the newest N training states.")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Train a Restormer from an official option file (also under torchrun or srun)."""
+    from restormer.data import DatasetOptionError
+    from restormer.train import CheckpointError, OptionError, RunSettings, load_options
+    from restormer.train import train as run_training
+
+    if max_hours is not None and max_hours <= 0:
+        fail("--max-hours must be positive")
+    if device == Device.cuda:
+        import torch
+
+        if not torch.cuda.is_available():
+            fail("--device cuda: no CUDA device is available")
+    try:
+        options = load_options(options_file, set_options or [])
+        settings = RunSettings(
+            resume=resume,
+            max_hours=max_hours,
+            experiments_root=experiments_root,
+            device=device.value if device is not None else None,
+            show_progress=progress,
+            keep_states=keep_states,
+        )
+        result = run_training(options, settings)
+    except (OptionError, DatasetOptionError, CheckpointError) as e:
+        fail(str(e))
+    state = "finished" if result.finished else "stopped early"
+    out.print(f"{state} at iteration {result.iteration:,}; weights: {result.weights}")
 
 
 def main() -> None:

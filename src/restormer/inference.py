@@ -125,6 +125,8 @@ def restore_into(
     float arrays get values clipped to [0, 1], uint8/uint16 arrays get them clipped, scaled
     to 255/65535 and rounded half-to-even (``np.round``). Rows are written as soon as they are
     final, so ``out`` may be a ``np.memmap`` and no whole-image float buffer is ever made.
+    ``out`` may also be ``image`` itself (same shape and dtype): a row is overwritten only
+    once no remaining tile reads it, so the restore then needs no second image buffer.
 
     ``tile`` (a multiple of 8, at least 16) restores in overlapping ``tile x tile`` squares;
     ``tile_overlap`` (0 <= overlap < tile / 2) is the blend width. With ``tile=None`` the full

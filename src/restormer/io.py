@@ -381,8 +381,23 @@ def _decode_with_pillow(
     if target not in ("L", "LA", "RGB", "RGBA"):
         description = _MODE_DESCRIPTIONS.get(mode, "pixel layout")
         raise _error(name, f"unsupported pixel format: {description} (Pillow mode {mode})")
-    arr = np.asarray(im if target == mode else im.convert(target))
-    return _split_alpha(arr.reshape(arr.shape[0], arr.shape[1], -1), has_alpha=target[-1] == "A")
+    arr = _pillow_pixels(im if target == mode else im.convert(target))
+    return _split_alpha(arr, has_alpha=target[-1] == "A")
+
+
+def _pillow_pixels(im: Image.Image, rows_per_strip: int = 256) -> np.ndarray:
+    """H x W x C array of a loaded 8-bit Pillow image, copied strip by strip.
+
+    ``np.asarray(im)`` goes through ``tobytes()``, which holds two more full copies of the
+    pixels while it works; strips keep the extra memory to a few rows.
+    """
+    channels = len(im.getbands())
+    arr = np.empty((im.height, im.width, channels), dtype=np.uint8)
+    for top in range(0, im.height, rows_per_strip):
+        bottom = min(top + rows_per_strip, im.height)
+        strip = np.asarray(im.crop((0, top, im.width, bottom)))
+        arr[top:bottom] = strip.reshape(bottom - top, im.width, channels)
+    return arr
 
 
 def _split_alpha(arr: np.ndarray, *, has_alpha: bool) -> tuple[np.ndarray, np.ndarray | None]:

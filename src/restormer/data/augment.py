@@ -1,0 +1,115 @@
+"""Random crops and the 8 flips/rotations, exactly as the official pipeline distributes them.
+
+The official training pipeline cuts each training patch in two steps. The data loader pads an
+image smaller than ``gt_size`` (G) at the bottom/right by reflection (``cv2.BORDER_REFLECT``),
+cuts a G x G square at a uniformly random place and, with ``geometric_augs``, applies one of 8
+flips/rotations (``data_augmentation`` modes 0-7, equally likely). The progressive-learning
+loop then cuts the stage's P x P window out of that square at offsets
+``int((G - P) * random.random())``, i.e. uniform over ``0 .. G-P-1`` on each axis.
+
+:func:`draw_window` draws the same random variables but computes where the final P x P window
+lies in the *original* image, so only P x P pixels are ever read: the result is identical,
+pixel for pixel, to transforming the G x G square and then cutting the window from it. Note
+that the position is *not* uniform over the image: it is the sum of two uniform offsets, which
+makes the image borders a little rarer than the middle when G > P. This is reproduced rather
+than "improved", so that training sees the official distribution of patches.
+
+One difference remains: the official loop uses the same window offsets for every image of a
+batch, this pipeline draws them per image (each sample must depend on its own random stream
+only, see :mod:`restormer.data.sampling`). Each sample's distribution is unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["NUM_MODES", "Window", "crop", "dihedral", "draw_window", "source_origin"]
+
+NUM_MODES = 8
+"""Flips/rotations: mode = 2 * k + flip -> ``rot90`` k times (counter-clockwise), then ``flipud``
+if flip; the official numbering (0 identity, 1 flip up-down, 2 rotate 90, ...)."""
+
+
+def dihedral(image: np.ndarray, mode: int) -> np.ndarray:
+    """Apply flip/rotation ``mode`` (0-7) to an H x W (x C) array; returns a view."""
+    if not 0 <= mode < NUM_MODES:
+        raise ValueError(f"mode must be 0..7, not {mode}")
+    turns, flip = divmod(mode, 2)
+    out = np.rot90(image, turns, axes=(0, 1)) if turns else image
+    return np.flipud(out) if flip else out
+
+
+def source_origin(mode: int, size: int, top: int, left: int, patch: int) -> tuple[int, int]:
+    """Where, before ``dihedral(., mode)``, lies the patch at (top, left) of the result.
+
+    For a ``size`` x ``size`` square S: ``dihedral(S, mode)[top:top+patch, left:left+patch]``
+    equals ``dihedral(S[r:r+patch, c:c+patch], mode)`` for the returned (r, c).
+    """
+    first = _source_point(mode, size, top, left)
+    last = _source_point(mode, size, top + patch - 1, left + patch - 1)
+    return min(first[0], last[0]), min(first[1], last[1])
+
+
+def _source_point(mode: int, size: int, row: int, col: int) -> tuple[int, int]:
+    """The input pixel that ``dihedral`` moves to (row, col) of a size x size square."""
+    turns, flip = divmod(mode, 2)
+    if flip:  # flipud: out[r, c] = in[n-1-r, c]
+        row = size - 1 - row
+    for _ in range(turns):  # rot90: out[r, c] = in[c, n-1-r]
+        row, col = col, size - 1 - row
+    return row, col
+
+
+@dataclass(frozen=True)
+class Window:
+    """A square crop of the (reflect-padded) image, and the transform applied after cutting."""
+
+    top: int
+    left: int
+    size: int
+    mode: int
+
+
+def draw_window(
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    patch: int,
+    loader_size: int | None,
+    augment: bool,
+) -> Window:
+    """Draw a training window as the official loader + progressive loop would place it.
+
+    ``loader_size`` is the official ``gt_size`` (None or smaller than ``patch``: the patch
+    itself, i.e. a plain uniform crop). Draw order: loader row, loader column, window row,
+    window column, mode.
+    """
+    size = max(loader_size or patch, patch)
+    loader_top = int(rng.integers(0, max(height, size) - size + 1))
+    loader_left = int(rng.integers(0, max(width, size) - size + 1))
+    if size > patch:
+        top, left = (int(v) for v in rng.integers(0, size - patch, size=2))
+    else:
+        top = left = 0
+    mode = int(rng.integers(0, NUM_MODES)) if augment else 0
+    row, col = source_origin(mode, size, top, left, patch)
+    return Window(loader_top + row, loader_left + col, patch, mode)
+
+
+def crop(image: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
+    """Copy of ``image[top:top+size, left:left+size]``; rows/columns past the bottom/right
+    edge are mirrored as ``cv2.copyMakeBorder(..., cv2.BORDER_REFLECT)`` pads them."""
+    height, width = image.shape[:2]
+    if top + size <= height and left + size <= width:
+        return np.array(image[top : top + size, left : left + size])
+    rows = _reflect(top, size, height)
+    cols = _reflect(left, size, width)
+    return np.asarray(image[np.ix_(rows, cols)])
+
+
+def _reflect(start: int, count: int, extent: int) -> np.ndarray:
+    """Indices start..start+count-1 folded into 0..extent-1 as BORDER_REFLECT ("dcba|abcd|dcba")."""
+    index = np.arange(start, start + count) % (2 * extent)
+    return np.where(index < extent, index, 2 * extent - 1 - index)

@@ -1,0 +1,318 @@
+"""The ``datasets.train`` / ``datasets.val`` sections of official option files, checked.
+
+The dicts are taken exactly as PyYAML loads the official ``<Task>/Options/*.yml`` files. Every
+problem is found here, before a single image is decoded or a training step runs, and reported
+as one :class:`DatasetOptionError` line that starts with the full option key::
+
+    datasets.train.sigma_range: expected [low, high] with 0 <= low <= high <= 255, got [50, 0]
+
+Keys that the official loader reads but that mean nothing to this pipeline (worker counts,
+shuffling, prefetch modes, the progressive-learning keys, which :mod:`restormer.data.schedule`
+reads) are accepted and ignored; any other key is an error, because a misspelt key silently
+ignored is a training run wasted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = [
+    "DATASET_TYPES",
+    "MAX_SIGMA",
+    "DatasetOptionError",
+    "DatasetOptions",
+    "SigmaOptions",
+    "parse_dataset_options",
+]
+
+
+class DatasetOptionError(ValueError):
+    """A bad dataset option, as one line naming the key (``datasets.train.gt_size: ...``)."""
+
+
+Kind = Literal["paired", "gaussian", "dual_pixel"]
+
+DATASET_TYPES: dict[str, Kind] = {
+    "Dataset_PairedImage": "paired",
+    "Dataset_GaussianDenoising": "gaussian",
+    "Dataset_DefocusDeblur_DualPixel_16bit": "dual_pixel",
+}
+"""Official dataset ``type`` names -> the kind of pipeline that reproduces them."""
+
+MAX_SIGMA = 255.0
+"""Largest noise standard deviation (in 8-bit levels) accepted for Gaussian denoising."""
+
+# Read by the official loader or training loop, meaningless (or read elsewhere) here.
+_IGNORED = frozenset(
+    {
+        "name",
+        "phase",
+        "use_shuffle",
+        "num_worker_per_gpu",
+        "batch_size_per_gpu",
+        "dataset_enlarge_ratio",
+        "prefetch_mode",
+        "pin_memory",
+        "persistent_workers",
+        "mini_batch_sizes",
+        "iters",
+        "gt_sizes",
+    }
+)
+# Keys each type understands (besides "type" and the ignored ones). The Gaussian options carry
+# ``dataroot_lq: none`` and ``filename_tmpl`` although the official class never reads them.
+_COMMON_KEYS = frozenset(
+    {"dataroot_gt", "filename_tmpl", "geometric_augs", "gt_size", "scale", "io_backend"}
+)
+_KEYS: dict[Kind, frozenset[str]] = {
+    "paired": _COMMON_KEYS | {"dataroot_lq"},
+    "gaussian": _COMMON_KEYS | {"dataroot_lq", "sigma_type", "sigma_range", "sigma_test", "in_ch"},
+    "dual_pixel": _COMMON_KEYS | {"dataroot_lqL", "dataroot_lqR"},
+}
+# Official keys whose feature is not implemented: refusing them beats silently ignoring them.
+_UNSUPPORTED = {
+    "meta_info_file": "reading pairs from a meta-information file is not supported; use folders",
+    "mean": "input normalisation is not supported",
+    "std": "input normalisation is not supported",
+}
+# Input folders of each kind, in channel order (dual-pixel: left view, then right view).
+INPUT_KEYS: dict[Kind, tuple[str, ...]] = {
+    "paired": ("dataroot_lq",),
+    "gaussian": (),
+    "dual_pixel": ("dataroot_lqL", "dataroot_lqR"),
+}
+
+
+@dataclass(frozen=True)
+class SigmaOptions:
+    """How the training noise level is chosen (``sigma_type`` and ``sigma_range``).
+
+    ``random``: uniform in ``values[0]..values[1]``; ``constant``: always ``values[0]``;
+    ``choice``: one of ``values``, equally likely. Levels are in 8-bit units (x / 255).
+    """
+
+    kind: Literal["random", "constant", "choice"]
+    values: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class DatasetOptions:
+    """One dataset section, checked and typed. Paths are as written (relative to the cwd)."""
+
+    kind: Kind
+    key_prefix: str
+    target_folder: Path
+    input_folders: tuple[tuple[str, Path], ...]
+    """(option key, folder) for each input view, in channel order; empty for Gaussian noise."""
+    filename_tmpl: str
+    geometric_augs: bool
+    gt_size: int | None
+    in_ch: int
+    sigma: SigmaOptions | None
+    sigma_test: float | None
+
+    def key(self, name: str) -> str:
+        """The full option key, for messages: ``datasets.train.<name>``."""
+        return f"{self.key_prefix}.{name}"
+
+
+def parse_dataset_options(
+    opt: object, *, key_prefix: str, phase: Literal["train", "val"]
+) -> DatasetOptions:
+    """Check one dataset section; raise :class:`DatasetOptionError` on the first problem.
+
+    Folder existence is checked later, when the folders are scanned; here only the values.
+    """
+    if not isinstance(opt, Mapping):
+        raise DatasetOptionError(f"{key_prefix}: expected a mapping, got {_show(opt)}")
+    kind = _dataset_kind(opt, key_prefix)
+    _check_keys(opt, kind, key_prefix)
+    _check_io_backend(opt, key_prefix)
+    scale = _optional_int(opt, "scale", key_prefix, minimum=1)
+    if scale not in (None, 1):
+        raise DatasetOptionError(f"{key_prefix}.scale: must be 1 for restoration, got {scale}")
+    gaussian = kind == "gaussian"
+    train = phase == "train"
+    return DatasetOptions(
+        kind=kind,
+        key_prefix=key_prefix,
+        target_folder=_folder_value(opt, "dataroot_gt", key_prefix),
+        input_folders=tuple((key, _folder_value(opt, key, key_prefix)) for key in INPUT_KEYS[kind]),
+        filename_tmpl=_filename_tmpl(opt, key_prefix),
+        geometric_augs=_optional_bool(opt, "geometric_augs", key_prefix, default=False),
+        gt_size=_training_gt_size(opt, key_prefix) if train else None,
+        in_ch=_in_ch(opt, key_prefix) if gaussian else 3,
+        sigma=_sigma_options(opt, key_prefix) if gaussian and train else None,
+        sigma_test=_sigma_test(opt, key_prefix) if gaussian and not train else None,
+    )
+
+
+# --------------------------------------------------------------------------- keys and types
+
+
+def _dataset_kind(opt: Mapping[str, Any], prefix: str) -> Kind:
+    if "type" not in opt:
+        raise DatasetOptionError(f"{prefix}.type: required (one of {', '.join(DATASET_TYPES)})")
+    name = opt["type"]
+    if not isinstance(name, str) or name not in DATASET_TYPES:
+        raise DatasetOptionError(
+            f"{prefix}.type: unknown dataset type {_show(name)} "
+            f"(expected one of {', '.join(DATASET_TYPES)})"
+        )
+    return DATASET_TYPES[name]
+
+
+def _check_keys(opt: Mapping[str, Any], kind: Kind, prefix: str) -> None:
+    for key in opt:
+        if not isinstance(key, str):
+            raise DatasetOptionError(f"{prefix}: option names must be strings, got {_show(key)}")
+        if key in _UNSUPPORTED:
+            raise DatasetOptionError(f"{prefix}.{key}: {_UNSUPPORTED[key]}")
+        if key != "type" and key not in _IGNORED and key not in _KEYS[kind]:
+            raise DatasetOptionError(f"{prefix}.{key}: unknown option for {opt['type']}")
+
+
+def _check_io_backend(opt: Mapping[str, Any], prefix: str) -> None:
+    backend = opt.get("io_backend")
+    if backend is None:
+        return
+    if not isinstance(backend, Mapping):
+        raise DatasetOptionError(f"{prefix}.io_backend: expected a mapping like {{type: disk}}")
+    kind = backend.get("type", "disk")
+    if kind != "disk":
+        raise DatasetOptionError(
+            f"{prefix}.io_backend.type: only 'disk' (image folders) is supported, got {_show(kind)}"
+        )
+
+
+def _folder_value(opt: Mapping[str, Any], key: str, prefix: str) -> Path:
+    if key not in opt or opt[key] is None:
+        raise DatasetOptionError(f"{prefix}.{key}: required (a folder of images)")
+    value = opt[key]
+    if not isinstance(value, (str, Path)) or not str(value).strip():
+        raise DatasetOptionError(f"{prefix}.{key}: expected a folder path, got {_show(value)}")
+    return Path(value).expanduser()
+
+
+def _filename_tmpl(opt: Mapping[str, Any], prefix: str) -> str:
+    tmpl = opt.get("filename_tmpl", "{}")
+    if not isinstance(tmpl, str):
+        raise DatasetOptionError(f"{prefix}.filename_tmpl: expected a string, got {_show(tmpl)}")
+    try:
+        probe = tmpl.format("x")
+    except (IndexError, KeyError, ValueError):
+        probe = None
+    if probe is None or "{}" not in tmpl:
+        raise DatasetOptionError(
+            f"{prefix}.filename_tmpl: expected a template with one '{{}}' for the target's "
+            f"name, e.g. '{{}}' or '{{}}_rain', got {tmpl!r}"
+        )
+    return tmpl
+
+
+def _optional_bool(opt: Mapping[str, Any], key: str, prefix: str, *, default: bool) -> bool:
+    value = opt.get(key, default)
+    if not isinstance(value, bool):
+        raise DatasetOptionError(f"{prefix}.{key}: expected true or false, got {_show(value)}")
+    return value
+
+
+def _optional_int(opt: Mapping[str, Any], key: str, prefix: str, *, minimum: int) -> int | None:
+    if key not in opt or opt[key] is None:
+        return None
+    return checked_int(opt[key], f"{prefix}.{key}", minimum=minimum)
+
+
+def checked_int(value: object, key: str, *, minimum: int) -> int:
+    """``value`` as an int >= ``minimum`` (integral floats such as ``4e3`` are accepted)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DatasetOptionError(f"{key}: expected a whole number, got {_show(value)}")
+    if value < minimum:
+        raise DatasetOptionError(f"{key}: must be at least {minimum}, got {value}")
+    return value
+
+
+def checked_int_list(value: object, key: str, *, minimum: int) -> tuple[int, ...]:
+    """A non-empty list of ints >= ``minimum``."""
+    if not isinstance(value, Sequence) or isinstance(value, str) or not value:
+        raise DatasetOptionError(f"{key}: expected a non-empty list of whole numbers")
+    return tuple(checked_int(item, f"{key}[{i}]", minimum=minimum) for i, item in enumerate(value))
+
+
+def _training_gt_size(opt: Mapping[str, Any], prefix: str) -> int | None:
+    """``gt_size``: the official loader's crop size (the progressive windows are cut from it).
+
+    Absent is allowed when ``gt_sizes`` is given (the largest of them is used then); the
+    schedule itself (:class:`StageSchedule`) reports a missing patch size.
+    """
+    return _optional_int(opt, "gt_size", prefix, minimum=1)
+
+
+def _in_ch(opt: Mapping[str, Any], prefix: str) -> int:
+    value = opt.get("in_ch", 3)
+    if isinstance(value, bool) or value not in (1, 3):
+        raise DatasetOptionError(
+            f"{prefix}.in_ch: must be 1 (grayscale) or 3 (RGB), got {_show(value)}"
+        )
+    return int(value)
+
+
+def _number(value: object, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DatasetOptionError(f"{key}: expected a number, got {_show(value)}")
+    number = float(value)
+    if not math.isfinite(number) or not 0 <= number <= MAX_SIGMA:
+        raise DatasetOptionError(
+            f"{key}: noise level must be between 0 and {MAX_SIGMA:g}, got {value}"
+        )
+    return number
+
+
+def _sigma_options(opt: Mapping[str, Any], prefix: str) -> SigmaOptions:
+    kind = opt.get("sigma_type")
+    if kind not in ("random", "constant", "choice"):
+        raise DatasetOptionError(
+            f"{prefix}.sigma_type: required, one of random, constant, choice; got {_show(kind)}"
+        )
+    key = f"{prefix}.sigma_range"
+    if "sigma_range" not in opt:
+        raise DatasetOptionError(f"{key}: required with sigma_type {kind}")
+    raw = opt["sigma_range"]
+    if kind == "random":
+        return SigmaOptions("random", _sigma_interval(raw, key))
+    if kind == "constant":
+        if isinstance(raw, Sequence) and not isinstance(raw, str) and len(raw) == 1:
+            raw = raw[0]  # [25] reads as 25, as torch.FloatTensor([[25]]) broadcasts officially
+        return SigmaOptions("constant", (_number(raw, key),))
+    if not isinstance(raw, Sequence) or isinstance(raw, str) or not raw:
+        raise DatasetOptionError(f"{key}: expected a non-empty list of noise levels to choose from")
+    return SigmaOptions("choice", tuple(_number(v, f"{key}[{i}]") for i, v in enumerate(raw)))
+
+
+def _sigma_interval(raw: object, key: str) -> tuple[float, float]:
+    if not isinstance(raw, Sequence) or isinstance(raw, str) or len(raw) != 2:
+        raise DatasetOptionError(f"{key}: expected [low, high] for sigma_type random, got {raw!r}")
+    low, high = (_number(v, f"{key}[{i}]") for i, v in enumerate(raw))
+    if low > high:
+        raise DatasetOptionError(
+            f"{key}: expected [low, high] with 0 <= low <= high <= {MAX_SIGMA:g}, got {list(raw)}"
+        )
+    return low, high
+
+
+def _sigma_test(opt: Mapping[str, Any], prefix: str) -> float:
+    if "sigma_test" not in opt:
+        raise DatasetOptionError(f"{prefix}.sigma_test: required for Gaussian validation")
+    return _number(opt["sigma_test"], f"{prefix}.sigma_test")
+
+
+def _show(value: object) -> str:
+    """A short rendering of a bad value for a message."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
