@@ -199,3 +199,22 @@ def test_ema_and_bf16_options_train(tmp_path: Path, extra: list[str]) -> None:
     saved = torch.load(result.weights, weights_only=True)
     assert ("params_ema" in saved) == ("ema_decay" in extra[0])
     load_model(result.weights)
+
+
+def test_max_hours_stops_cleanly_with_a_resumable_state(tmp_path: Path) -> None:
+    path = write_options(tmp_path, name="budget")
+    root = tmp_path / "m"
+    stopped = train(
+        load_options(path), RunSettings(experiments_root=root, max_hours=1e-9, show_progress=False)
+    )
+    assert not stopped.finished and stopped.iteration == 1
+    assert (root / "budget" / "training_states" / "1.state").exists()
+    done = train(
+        load_options(path),
+        RunSettings(
+            resume=str(root / "budget" / "training_states" / "1.state"),
+            experiments_root=root,
+            show_progress=False,
+        ),
+    )
+    assert done.finished and done.iteration == 8

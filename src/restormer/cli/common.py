@@ -1,0 +1,89 @@
+"""What every command shares: the app, the two consoles, one-line errors, model loading."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from restormer import __version__
+
+app = typer.Typer(
+    name="restormer",
+    help="Restormer image restoration: restore photos, train and evaluate models, inspect weights.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+
+class OutputFormat(str, Enum):
+    png = "png"
+    jpg = "jpg"
+    tif = "tif"
+    webp = "webp"
+    bmp = "bmp"
+
+
+class Device(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class UserError(Exception):
+    """A problem the user can fix; its message is printed as one line."""
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", markup=True)
+    raise typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"restormer {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Restormer image restoration (Zamir et al., CVPR 2022)."""
+
+
+def load_model_or_fail(source: str | Path, device: str):  # type: ignore[no-untyped-def]
+    from restormer.weights import WeightsError, load_model
+
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            fail("--device cuda: no CUDA device is available")
+    try:
+        return load_model(source, device=device)
+    except WeightsError as e:
+        fail(str(e))
+
+
+@contextmanager
+def progress_bar() -> Iterator[Progress]:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(elapsed_when_finished=True),
+        console=err,
+        transient=True,
+    ) as progress:
+        yield progress
