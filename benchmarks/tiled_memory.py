@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import json
 import math
-import os
 import platform
 import subprocess
 import sys
@@ -57,16 +56,28 @@ def synthetic_photo(megapixels: float, seed: int = 0) -> np.ndarray:
     return image
 
 
+# Runs the measured command and prints its peak RSS in KiB. A fresh, small interpreter does
+# the waiting: ru_maxrss counts the moment after fork, when a child still maps its parent's
+# pages, so waiting from this (large) process would report this process's size instead.
+_LAUNCHER = (
+    "import os, subprocess, sys\n"
+    "child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
+    "_, status, usage = os.wait4(child.pid, 0)\n"
+    "print(usage.ru_maxrss, os.waitstatus_to_exitcode(status))\n"
+)
+
+
 def run_child(args: list[str]) -> tuple[float, float]:
     """Run a command; return (peak RSS of that process in MiB, wall seconds)."""
     start = time.perf_counter()
-    child = subprocess.Popen(args, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(child.pid, 0)
+    launched = subprocess.run(
+        [sys.executable, "-c", _LAUNCHER, *args], capture_output=True, text=True, check=True
+    )
     seconds = time.perf_counter() - start
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode != 0:
-        raise subprocess.CalledProcessError(child.returncode, args)
-    return usage.ru_maxrss / 1024, seconds  # Linux reports kilobytes
+    peak_kib, returncode = (int(v) for v in launched.stdout.split())
+    if returncode != 0:
+        raise subprocess.CalledProcessError(returncode, args, stderr=launched.stderr)
+    return peak_kib / 1024, seconds  # Linux reports kilobytes
 
 
 class _Enough(Exception):
@@ -118,9 +129,9 @@ def main() -> None:
         weights = args.weights
         if weights is None:
             torch.manual_seed(0)
-            small = Restormer(dim=8, num_blocks=(1, 1, 1, 1), num_refinement_blocks=1,
-                              heads=(1, 1, 2, 2))  # fmt: skip
-            weights = save_weights(small, work / "small.safetensors")
+            model = Restormer(**SMALL) if args.model == "small" else Restormer()
+            weights = save_weights(model, work / f"{args.model}.safetensors")
+            del model
         for megapixels in sorted(args.sizes):
             image = synthetic_photo(megapixels)
             src = write_image(work / f"{megapixels:g}mp.png", image)

@@ -17,7 +17,8 @@ from torch import Tensor, nn
 
 LayerNormType = Literal["WithBias", "BiasFree"]
 NUM_LEVELS = 4
-EPS = 1e-5
+EPS = 1e-5  # LayerNorm's
+NORM_EPS = 1e-12  # F.normalize's, as MDTA uses it
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,20 @@ class RestormerConfig:
         return d
 
 
+def pointwise(x: Tensor, conv: nn.Conv2d) -> Tensor:
+    """A 1x1 convolution of a channels-last (N, H, W, C) map: one matrix product."""
+    return F.linear(x, conv.weight.flatten(1), conv.bias)
+
+
+def spatial(x: Tensor, conv: nn.Conv2d) -> Tensor:
+    """A k x k convolution of a channels-last (N, H, W, C) map, returned channels-last.
+
+    The permuted view is an NCHW tensor in channels-last memory, which oneDNN convolves
+    without reordering; its output permutes back to a contiguous (N, H, W, C) map.
+    """
+    return conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+
 class BiasFreeLayerNorm(nn.Module):
     """Scales each pixel's channel vector by its inverse standard deviation; no centring."""
 
@@ -66,8 +81,8 @@ class BiasFreeLayerNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(channels))
 
     def forward(self, x: Tensor) -> Tensor:
-        var = x.var(dim=1, keepdim=True, unbiased=False)
-        return x * torch.rsqrt(var + EPS) * self.weight[:, None, None]
+        var = x.var(dim=-1, keepdim=True, unbiased=False)
+        return x * torch.rsqrt(var + EPS) * self.weight
 
 
 class WithBiasLayerNorm(nn.Module):
@@ -79,14 +94,11 @@ class WithBiasLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: Tensor) -> Tensor:
-        var, mean = torch.var_mean(x, dim=1, keepdim=True, unbiased=False)
-        return (x - mean) * torch.rsqrt(var + EPS) * self.weight[:, None, None] + self.bias[
-            :, None, None
-        ]
+        return F.layer_norm(x, self.weight.shape, self.weight, self.bias, EPS)
 
 
 class LayerNorm(nn.Module):
-    """Channel LayerNorm of an NCHW map; ``body`` holds the variant (its name is in the keys)."""
+    """LayerNorm over the channels of a channels-last map; ``body`` holds the variant."""
 
     def __init__(self, channels: int, kind: LayerNormType) -> None:
         super().__init__()
@@ -98,11 +110,40 @@ class LayerNorm(nn.Module):
         return self.body(x)
 
 
+def attention_maps(q: Tensor, k: Tensor, temperature: Tensor, num_heads: int) -> Tensor:
+    """MDTA's softmax(temperature * q_hat k_hat^T) per head, from (B, N, C) queries and keys.
+
+    ``q_hat`` and ``k_hat`` are q and k L2-normalised over the N pixels. Normalising the
+    C x C Gram matrix by the outer product of the norms gives the same map without writing
+    normalised copies of q and k.
+    """
+    b, n, c = q.shape
+    q = q.reshape(b, n, num_heads, c // num_heads).permute(0, 2, 3, 1)  # B, heads, ch, N
+    k = k.reshape(b, n, num_heads, c // num_heads).transpose(1, 2)  # B, heads, N, ch
+    gram = q @ k
+    q_norm = torch.linalg.vector_norm(q, dim=-1).clamp_min(NORM_EPS)
+    k_norm = torch.linalg.vector_norm(k, dim=-2).clamp_min(NORM_EPS)
+    logits = gram / (q_norm[..., :, None] * k_norm[..., None, :]) * temperature
+    return logits.softmax(dim=-1)
+
+
+def attention_output_matrix(attn: Tensor, project_out: nn.Conv2d) -> Tensor:
+    """(B, C, C) matrix M with project_out(attn @ v) == v @ M^T + bias, per image.
+
+    Folding the per-head maps into the output projection turns two products over all pixels
+    into one.
+    """
+    heads, ch = attn.shape[1], attn.shape[2]
+    w = project_out.weight.flatten(1).reshape(-1, heads, ch)  # C_out, heads, ch
+    return torch.einsum("ohi,bhij->bohj", w, attn).flatten(2)
+
+
 class MDTA(nn.Module):
     """Multi-Dconv head Transposed Attention: a C x C attention map per head, linear in pixels.
 
     Queries, keys and values come from a 1x1 conv and a 3x3 depthwise conv; queries and keys
     are L2-normalised over pixels and their product is scaled by a learned temperature.
+    Works on channels-last (B, H, W, C) maps.
     """
 
     def __init__(self, dim: int, num_heads: int, bias: bool) -> None:
@@ -116,18 +157,22 @@ class MDTA(nn.Module):
         self.project_out = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        b, c, h, w = x.shape
-        qkv = self.qkv_dwconv(self.qkv(x)).reshape(b, 3, self.num_heads, c // self.num_heads, h * w)
-        q, k, v = qkv.unbind(dim=1)
-        q = F.normalize(q, dim=-1)
-        k = F.normalize(k, dim=-1)
-        attn = (q @ k.transpose(-2, -1)) * self.temperature
-        out = attn.softmax(dim=-1) @ v
-        return self.project_out(out.reshape(b, c, h, w))
+        b, h, w, c = x.shape
+        qkv = spatial(pointwise(x, self.qkv), self.qkv_dwconv).reshape(b, h * w, 3 * c)
+        q, k, v = qkv.split(c, dim=-1)
+        attn = attention_maps(q, k, self.temperature, self.num_heads)
+        matrix = attention_output_matrix(attn, self.project_out)
+        out = v @ matrix.transpose(1, 2)
+        if self.project_out.bias is not None:
+            out = out + self.project_out.bias
+        return out.reshape(b, h, w, c)
 
 
 class GDFN(nn.Module):
-    """Gated-Dconv Feed-forward Network: GELU(dwconv(x1)) * dwconv(x2), then a 1x1 projection."""
+    """Gated-Dconv Feed-forward Network: GELU(dwconv(x1)) * dwconv(x2), then a 1x1 projection.
+
+    Works on channels-last (B, H, W, C) maps.
+    """
 
     def __init__(self, dim: int, ffn_expansion_factor: float, bias: bool) -> None:
         super().__init__()
@@ -139,12 +184,12 @@ class GDFN(nn.Module):
         self.project_out = nn.Conv2d(hidden, dim, kernel_size=1, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        gate, value = self.dwconv(self.project_in(x)).chunk(2, dim=1)
-        return self.project_out(F.gelu(gate) * value)
+        gate, value = spatial(pointwise(x, self.project_in), self.dwconv).chunk(2, dim=-1)
+        return pointwise(F.gelu(gate) * value, self.project_out)
 
 
 class TransformerBlock(nn.Module):
-    """Pre-norm residual block: x + MDTA(LN(x)), then x + GDFN(LN(x))."""
+    """Pre-norm residual block: x + MDTA(LN(x)), then x + GDFN(LN(x)), on (B, H, W, C) maps."""
 
     def __init__(
         self, dim: int, num_heads: int, ffn_expansion_factor: float, bias: bool, norm: LayerNormType
@@ -161,14 +206,28 @@ class TransformerBlock(nn.Module):
 
 
 class OverlapPatchEmbed(nn.Module):
-    """Shallow features: one 3x3 convolution from image channels to ``dim``."""
+    """Shallow features: one 3x3 convolution from image channels to ``dim`` (channels-last)."""
 
     def __init__(self, in_channels: int, dim: int) -> None:
         super().__init__()
         self.proj = nn.Conv2d(in_channels, dim, kernel_size=3, padding=1, bias=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.proj(x)
+        return spatial(x, self.proj)
+
+
+def pixel_unshuffle(x: Tensor) -> Tensor:
+    """(B, H, W, C) -> (B, H/2, W/2, 4C), channels ordered as ``nn.PixelUnshuffle(2)``'s."""
+    b, h, w, c = x.shape
+    x = x.reshape(b, h // 2, 2, w // 2, 2, c).permute(0, 1, 3, 5, 2, 4)
+    return x.reshape(b, h // 2, w // 2, 4 * c)
+
+
+def pixel_shuffle(x: Tensor) -> Tensor:
+    """(B, H, W, 4C) -> (B, 2H, 2W, C), channels read as ``nn.PixelShuffle(2)`` reads them."""
+    b, h, w, c4 = x.shape
+    x = x.reshape(b, h, w, c4 // 4, 2, 2).permute(0, 1, 4, 2, 5, 3)
+    return x.reshape(b, 2 * h, 2 * w, c4 // 4)
 
 
 class Downsample(nn.Module):
@@ -182,7 +241,7 @@ class Downsample(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.body(x)
+        return pixel_unshuffle(spatial(x, self.body[0]))
 
 
 class Upsample(nn.Module):
@@ -196,7 +255,7 @@ class Upsample(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.body(x)
+        return pixel_shuffle(spatial(x, self.body[0]))
 
 
 def _stage(channels: int, num_blocks: int, heads: int, cfg: RestormerConfig) -> nn.Sequential:
@@ -294,7 +353,12 @@ class Restormer(nn.Module):
         ]
 
     def forward(self, inp_img: Tensor) -> Tensor:
-        shallow = self.patch_embed(inp_img)
+        """Restore a (B, C, H, W) batch; H and W must be multiples of 8.
+
+        Inside, feature maps are channels-last (B, H, W, C): 1x1 convolutions become plain
+        matrix products and LayerNorm works on contiguous channel vectors.
+        """
+        shallow = self.patch_embed(inp_img.permute(0, 2, 3, 1).contiguous())
         x, skips = shallow, []
         for encoder, down in self.encoder_stages():
             x = encoder(x)
@@ -302,11 +366,11 @@ class Restormer(nn.Module):
             x = down(x)
         x = self.latent(x)
         for (up, reduce, decoder), skip in zip(self.decoder_stages(), reversed(skips), strict=True):
-            x = torch.cat([up(x), skip], dim=1)
+            x = torch.cat([up(x), skip], dim=-1)
             if reduce is not None:
-                x = reduce(x)
+                x = pointwise(x, reduce)
             x = decoder(x)
         x = self.refinement(x)
         if self.dual_pixel_task:
-            return self.output(x + self.skip_conv(shallow))
-        return self.output(x) + inp_img
+            return spatial(x + pointwise(shallow, self.skip_conv), self.output).permute(0, 3, 1, 2)
+        return spatial(x, self.output).permute(0, 3, 1, 2) + inp_img

@@ -25,7 +25,7 @@ from safetensors.torch import save as safetensors_save
 from torch import Tensor, nn
 
 from restormer.files import write_atomically
-from restormer.model import MDTA, NUM_LEVELS, Restormer, RestormerConfig
+from restormer.model import NUM_LEVELS, Restormer, RestormerConfig
 from restormer.tasks import TASKS
 
 WRAPPER_KEYS = ("params", "params_ema", "state_dict", "model", "net_g")
@@ -367,28 +367,38 @@ class MacCount(NamedTuple):
 
 
 def count_macs(config: RestormerConfig, height: int = 256, width: int = 256) -> MacCount:
-    """Multiply-accumulates of one forward pass on a ``height`` x ``width`` image."""
-    with torch.device("meta"):
-        model = Restormer(**config.__dict__)
+    """Multiply-accumulates of one forward pass on a ``height`` x ``width`` image.
+
+    The input is padded to a multiple of 8 first, as inference does.
+    """
+    pixels = [(-(-height // 8) * 8 >> lv) * (-(-width // 8) * 8 >> lv) for lv in range(NUM_LEVELS)]
+    dim, blocks = config.dim, config.num_blocks
+    width_at = [dim * 2**lv for lv in range(NUM_LEVELS)]
     conv = attn = 0
 
-    def conv_hook(m: nn.Conv2d, _inp: tuple[Tensor, ...], out: Tensor) -> None:
-        nonlocal conv
-        conv += out[0].numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+    def blocks_at(channels: int, count: int, heads: int, n: int) -> None:
+        nonlocal conv, attn
+        hidden = int(channels * config.ffn_expansion_factor)
+        per_pixel = 3 * channels * channels + 3 * channels * 9 + channels * channels  # MDTA
+        per_pixel += 2 * hidden * channels + 2 * hidden * 9 + hidden * channels  # GDFN
+        conv += count * per_pixel * n
+        attn += count * 2 * channels * (channels // heads) * n
 
-    def attn_hook(m: MDTA, inp: tuple[Tensor, ...], _out: Tensor) -> None:
-        nonlocal attn
-        _, c, h, w = inp[0].shape
-        attn += 2 * c * (c // m.num_heads) * h * w
-
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            m.register_forward_hook(conv_hook)
-        elif isinstance(m, MDTA):
-            m.register_forward_hook(attn_hook)
-    h8, w8 = -(-height // 8) * 8, -(-width // 8) * 8
-    with torch.no_grad():
-        model(torch.empty(1, config.inp_channels, h8, w8, device="meta"))
+    conv += pixels[0] * dim * config.inp_channels * 9  # patch embedding
+    for lv in range(NUM_LEVELS - 1):
+        blocks_at(width_at[lv], blocks[lv], config.heads[lv], pixels[lv])  # encoder
+        conv += pixels[lv] * width_at[lv] * (width_at[lv] // 2) * 9  # downsampling
+    blocks_at(width_at[3], blocks[3], config.heads[3], pixels[3])  # latent
+    for lv in range(NUM_LEVELS - 2, -1, -1):
+        conv += pixels[lv + 1] * width_at[lv + 1] * 2 * width_at[lv + 1] * 9  # upsampling
+        decoder_width = 2 * dim if lv == 0 else width_at[lv]
+        if lv > 0:
+            conv += pixels[lv] * 2 * width_at[lv] * width_at[lv]  # channel reduction
+        blocks_at(decoder_width, blocks[lv], config.heads[lv], pixels[lv])
+    blocks_at(2 * dim, config.num_refinement_blocks, config.heads[0], pixels[0])
+    if config.dual_pixel_task:
+        conv += pixels[0] * dim * 2 * dim  # skip convolution
+    conv += pixels[0] * 2 * dim * config.out_channels * 9  # output convolution
     return MacCount(conv, attn)
 
 
