@@ -221,3 +221,15 @@ def test_saved_weights_have_normal_file_permissions(tmp_path: Path) -> None:
     path = save_weights(tiny_model(seed=0), tmp_path / "w.safetensors")
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
     assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]  # no temporary left
+
+
+def test_precision_bf16_rounds_the_weights_and_rejects_unknown_names(tmp_path: Path) -> None:
+    from restormer.weights import native_bfloat16
+
+    path = save_weights(tiny_model(), tmp_path / "w.safetensors")
+    model = load_model(path, precision="bf16")
+    weight = next(model.parameters())
+    assert weight.dtype == (torch.bfloat16 if native_bfloat16("cpu") else torch.float32)
+    assert torch.equal(weight.float(), weight.bfloat16().float())  # representable in bf16
+    with pytest.raises(WeightsError, match="precision 'fp8'"):
+        load_model(path, precision="fp8")

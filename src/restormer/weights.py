@@ -303,14 +303,42 @@ def _same_shapes(a: RestormerConfig, b: RestormerConfig) -> bool:
     return [(k, v.shape) for k, v in sa.items()] == [(k, v.shape) for k, v in sb.items()]
 
 
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def native_bfloat16(device: str | torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 natively (CPU: AVX512-BF16 or AMX; CUDA)."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def load_model(
-    source: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    source: str | Path,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    *,
+    precision: str | None = None,
 ) -> Restormer:
-    """An eval-mode Restormer from a weights file (official ``.pth`` or our ``.safetensors``)."""
+    """An eval-mode Restormer from a weights file (official ``.pth`` or our ``.safetensors``).
+
+    ``precision`` ("fp32" or "bf16") overrides ``dtype``. With "bf16" the weights are
+    rounded to bfloat16; the model computes in bfloat16 where ``device`` does so natively
+    (:func:`native_bfloat16`) and in float32 elsewhere, because emulated bfloat16 convolutions
+    are many times slower than float32 ones: the results are then those of the bf16 weights
+    at float32 speed.
+    """
+    if precision is not None:
+        if precision not in PRECISIONS:
+            raise WeightsError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+        dtype = PRECISIONS[precision]
     path = Path(source)
     if str(source) in TASKS and not path.exists():
         raise WeightsError(f"{source}: no shipped model for this task is installed yet")
     model = model_from_checkpoint(read_checkpoint(path), str(path))
+    if dtype == torch.bfloat16 and not native_bfloat16(device):
+        model = model.to(torch.bfloat16)
+        dtype = torch.float32
     return model.to(device=device, dtype=dtype).eval()
 
 

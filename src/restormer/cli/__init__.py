@@ -1,4 +1,4 @@
-"""The ``restormer`` command: restore, evaluate, train, and inspect or convert weights.
+"""The ``restormer`` command: restore, evaluate, train, inspect or convert weights, export.
 
 Every user error ends as one line on stderr and a non-zero exit, never a traceback
 (set ``RESTORMER_DEBUG=1`` to see one). Each command lives in its own module; importing
@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 import sys
 
-from restormer.cli import evaluate, restore, train, weights
+from restormer.cli import evaluate, export, restore, train, weights
 from restormer.cli.common import app, err
 
-__all__ = ["app", "evaluate", "main", "restore", "train", "weights"]
+__all__ = ["app", "evaluate", "export", "main", "restore", "train", "weights"]
 
 
 def main() -> None:

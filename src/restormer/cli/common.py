@@ -16,7 +16,8 @@ from restormer import __version__
 
 app = typer.Typer(
     name="restormer",
-    help="Restormer image restoration: restore photos, train and evaluate models, inspect weights.",
+    help="Restormer image restoration: restore photos, train and evaluate models, inspect weights,"
+    " export to ONNX.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -36,6 +37,11 @@ class OutputFormat(str, Enum):
 class Device(str, Enum):
     cpu = "cpu"
     cuda = "cuda"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
 
 
 class UserError(Exception):
@@ -62,7 +68,7 @@ def _main(
     """Restormer image restoration (Zamir et al., CVPR 2022)."""
 
 
-def load_model_or_fail(source: str | Path, device: str):  # type: ignore[no-untyped-def]
+def load_model_or_fail(source: str | Path, device: str, precision: str = "fp32"):  # type: ignore[no-untyped-def]
     from restormer.weights import WeightsError, load_model
 
     if device == "cuda":
@@ -71,7 +77,7 @@ def load_model_or_fail(source: str | Path, device: str):  # type: ignore[no-unty
         if not torch.cuda.is_available():
             fail("--device cuda: no CUDA device is available")
     try:
-        return load_model(source, device=device)
+        return load_model(source, device=device, precision=precision)
     except WeightsError as e:
         fail(str(e))
 

@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 from rich.progress import Progress
 
-from restormer.cli.common import Device, app, err, fail, load_model_or_fail, out, progress_bar
+from restormer.cli.common import (
+    Device,
+    Precision,
+    app,
+    err,
+    fail,
+    load_model_or_fail,
+    out,
+    progress_bar,
+)
 from restormer.tasks import TASKS
 
 
@@ -46,6 +55,10 @@ def evaluate_command(
     ] = None,
     tile_overlap: Annotated[int, typer.Option(help="Overlap between tiles, in pixels.")] = 32,
     device: Annotated[Device, typer.Option(help="Where to run the model.")] = Device.cpu,
+    precision: Annotated[
+        Precision,
+        typer.Option(help="Arithmetic: fp32, or bf16 (faster only with native bfloat16 support)."),
+    ] = Precision.fp32,
     limit: Annotated[
         int | None, typer.Option(help="Evaluate only the first N images.", min=1)
     ] = None,
@@ -68,7 +81,9 @@ def evaluate_command(
         evaluation.check_outputs(samples, results_dir, save_images, overwrite=overwrite)
     except evaluation.EvaluationError as e:
         fail(escape(str(e)))  # file names may hold [brackets]
-    model = load_model_or_fail(weights if weights is not None else task, device.value)
+    model = load_model_or_fail(
+        weights if weights is not None else task, device.value, precision.value
+    )
     try:
         # A bar only on a terminal: in logs it is noise (and would leave a blank line).
         with progress_bar() if err.is_terminal else contextlib.nullcontext() as progress:

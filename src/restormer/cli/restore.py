@@ -18,6 +18,7 @@ from rich.progress import Progress
 from restormer.cli.common import (
     Device,
     OutputFormat,
+    Precision,
     UserError,
     app,
     err,
@@ -75,6 +76,10 @@ def restore(
         bool, typer.Option("--ensemble", help="x8 self-ensemble (8x slower).")
     ] = False,
     device: Annotated[Device, typer.Option(help="Where to run the model.")] = Device.cpu,
+    precision: Annotated[
+        Precision,
+        typer.Option(help="Arithmetic: fp32, or bf16 (faster only with native bfloat16 support)."),
+    ] = Precision.fp32,
     output_format: Annotated[
         OutputFormat, typer.Option("--format", "-f", help="Output file format.")
     ] = OutputFormat.png,
@@ -92,7 +97,9 @@ def restore(
         fail(f"unknown task '{task}'; choose one of: {', '.join(TASKS)}")
     if (left is None) != (right is None):
         fail("dual-pixel input needs both --left and --right")
-    model = load_model_or_fail(weights if weights is not None else task, device.value)  # type: ignore[arg-type]
+    model = load_model_or_fail(
+        weights if weights is not None else task, device.value, precision.value
+    )  # type: ignore[arg-type]
     jobs, problems = _plan_jobs(inputs or [], left, right, output_dir, output_format.value, model)
     if not jobs and not problems:
         fail("no input images given")
