@@ -44,3 +44,15 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def shipped_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty folder standing in for the package's shipped models (``restormer.shipped``)."""
+    import restormer.shipped
+
+    folder = tmp_path / "shipped-models"
+    folder.mkdir()
+    monkeypatch.setattr(restormer.shipped, "SHIPPED_DIR", folder)
+    monkeypatch.setattr(restormer.shipped, "QUALITY_FILE", folder / "quality.json")
+    return folder

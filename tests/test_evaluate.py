@@ -344,7 +344,7 @@ def _error(*args: object) -> str:
     return text
 
 
-def test_unknown_task_and_shipped_model(tmp_path: Path) -> None:
+def test_unknown_task_and_shipped_model(tmp_path: Path, shipped_dir: Path) -> None:
     data = _paired(tmp_path / "set")
     assert "unknown task 'denoise'" in _error("--task", "denoise", "--dataset", data)
     assert "no shipped model" in _error(

@@ -199,7 +199,7 @@ def test_pickled_code_is_never_run(tmp_path: Path) -> None:
     assert not (tmp_path / "pwned").exists()
 
 
-def test_task_name_without_shipped_model() -> None:
+def test_task_name_without_shipped_model(shipped_dir: Path) -> None:
     with pytest.raises(WeightsError, match="no shipped model"):
         load_model("deraining")
 

@@ -6,7 +6,8 @@ convolutions). Run over a few rows at a time, every intermediate stays in the CP
 instead of making a round trip through RAM per operation, and none of the wide
 intermediates (3C channels for q/k/v, 2 x 2.66 C for the feed-forward) ever exists for the
 whole image. The one global step, MDTA's C x C attention map, is a sum over pixels, so it is
-accumulated chunk by chunk in a first pass and applied in a second.
+accumulated chunk by chunk in a first pass and applied in a second. With TLC switched on
+(:mod:`restormer.local_attention`), the same two passes accumulate it per local window.
 
 Per block, with ``x`` updated in place:
 
@@ -31,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from restormer.local_attention import CellStatistics, Grid, LevelWindow, LocalOutput
 from restormer.model import (
     EPS,
     NORM_EPS,
@@ -157,23 +159,38 @@ def _rows_per_chunk(height: int, width: int, chunk_pixels: int) -> int:
     return -(-height // -(-height // rows))  # even chunk heights
 
 
+def _qk_chunks(
+    block: _Block, x: Tensor, rows: int, values: Tensor
+) -> Iterator[tuple[_Chunk, Tensor, Tensor]]:
+    """Pass 1's loop: (chunk, q, k) per chunk, q and k as (B, pixels, heads, ch) views;
+    stores v in ``values`` for the second pass."""
+    b, height, _, c = x.shape
+    ch = c // block.heads
+    for chunk in _chunks(height, rows):
+        qkv = chunk.valid(block.qkv_dw(block.qkv(block.norm1(x[:, chunk.lo : chunk.hi]))))
+        values[:, chunk.start : chunk.stop] = qkv[..., 2 * c :]
+        qk = qkv.reshape(b, -1, 3, block.heads, ch)
+        yield chunk, qk[:, :, 0], qk[:, :, 1]
+
+
+def _sum_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if dtype in (torch.bfloat16, torch.float16) else dtype
+
+
 def _attention_statistics(block: _Block, x: Tensor, rows: int, values: Tensor) -> Tensor:
     """Pass 1: the (B, C, C) matrix M with attention branch output = v M^T (+ bias).
 
     Computes q, k and v chunk by chunk, sums the Gram matrices q^T k and the squared norms
     of q and k over all pixels, and stores v in ``values`` for the second pass.
     """
-    b, height, _, c = x.shape
+    b, _, _, c = x.shape
     ch = c // block.heads
-    acc = torch.float32 if x.dtype in (torch.bfloat16, torch.float16) else x.dtype  # sums
+    acc = _sum_dtype(x.dtype)
     gram = x.new_zeros(b, block.heads, ch, ch, dtype=acc)
     q_sq = x.new_zeros(b, block.heads, ch, dtype=acc)
     k_sq = x.new_zeros(b, block.heads, ch, dtype=acc)
-    for chunk in _chunks(height, rows):
-        qkv = chunk.valid(block.qkv_dw(block.qkv(block.norm1(x[:, chunk.lo : chunk.hi]))))
-        values[:, chunk.start : chunk.stop] = qkv[..., 2 * c :]
-        qk = qkv.reshape(b, -1, 3, block.heads, ch)
-        q, k = qk[:, :, 0].transpose(1, 2), qk[:, :, 1].transpose(1, 2)  # B, heads, P, ch
+    for _, q, k in _qk_chunks(block, x, rows, values):
+        q, k = q.transpose(1, 2), k.transpose(1, 2)  # B, heads, P, ch
         gram += q.transpose(-2, -1) @ k
         q_sq += q.square().sum(dim=-2, dtype=acc)
         k_sq += k.square().sum(dim=-2, dtype=acc)
@@ -184,27 +201,53 @@ def _attention_statistics(block: _Block, x: Tensor, rows: int, values: Tensor) -
     return torch.einsum("ohi,bhij->bohj", w, attn).flatten(2).to(x.dtype)
 
 
-def _run_block(block: _Block, x: Tensor, chunk_pixels: int, values: Tensor) -> None:
+def _local_attention_statistics(
+    block: _Block, x: Tensor, rows: int, values: Tensor, grid: Grid
+) -> LocalOutput:
+    """Pass 1 with TLC: statistics per cell of the window grid, summed into per-window
+    attention maps; returns what applies them in pass 2."""
+    b, _, width, c = x.shape
+    ch = c // block.heads
+    acc = _sum_dtype(x.dtype)
+    cells = CellStatistics(grid, b, block.heads, ch, acc, x.device)
+    for chunk, q, k in _qk_chunks(block, x, rows, values):
+        shape = (b, chunk.stop - chunk.start, width, block.heads, ch)
+        cells.add(q.reshape(shape), k.reshape(shape), chunk.start)
+    return LocalOutput(cells.attention_maps(block.temperature), block.project_out, grid, x.dtype)
+
+
+def _run_block(
+    block: _Block, x: Tensor, chunk_pixels: int, values: Tensor, window: LevelWindow | None = None
+) -> None:
     """x <- block(x), in place, chunk by chunk; ``values`` is scratch of x's shape.
 
     The second pass adds the attention output to rows just before the feed-forward first
     reads them, so both updates of a row happen while it is in cache. A chunk's feed-forward
     sum is written only after the next chunk has read its input rows, so every chunk sees
-    its halo rows as they were before the feed-forward.
+    its halo rows as they were before the feed-forward. With a TLC ``window`` whose grid has
+    more than one window, the attention statistics are local (:mod:`restormer.local_attention`).
     """
     b, height, width, c = x.shape
     rows = _rows_per_chunk(height, width, chunk_pixels)
-    matrix_t = _attention_statistics(block, x, rows, values).transpose(1, 2)
+    grid = None if window is None else window.grid(height, width)
+    attend: Callable[[Tensor, Tensor, int], None]
+    if grid is None:
+        matrix_t = _attention_statistics(block, x, rows, values).transpose(1, 2)
+
+        def attend(target: Tensor, v: Tensor, top: int) -> None:
+            target.view(b, -1, c).baddbmm_(v.view(b, -1, c), matrix_t)
+
+    else:
+        attend = _local_attention_statistics(block, x, rows, values, grid).attend
     attended = 0  # rows [0, attended) hold x + attention
 
     def attend_up_to(stop: int) -> None:
         nonlocal attended
         if stop > attended:
-            target = x[:, attended:stop].view(b, -1, c)  # a view: updated in place
-            v = values[:, attended:stop].view(b, -1, c)
+            target = x[:, attended:stop]  # a view: updated in place
             if block.project_out_bias is not None:
                 target += block.project_out_bias
-            target.baddbmm_(v, matrix_t)
+            attend(target, values[:, attended:stop], attended)
             attended = stop
 
     pending: tuple[_Chunk, Tensor] | None = None
@@ -240,7 +283,8 @@ class ChunkedRestormer:
     def _stage(self, stage: nn.Sequential, x: Tensor) -> Tensor:
         values = torch.empty_like(x)
         for block in stage:
-            _run_block(self._blocks[id(block)], x, self.chunk_pixels, values)
+            window = block.attn.local_window  # TLC, read per call: it may change any time
+            _run_block(self._blocks[id(block)], x, self.chunk_pixels, values, window)
         return x
 
     @torch.inference_mode()

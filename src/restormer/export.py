@@ -91,9 +91,14 @@ def export_onnx(
     dynamic, and the reflect padding to a multiple of 8 and the crop back are in the graph.
     The file is written atomically and an existing one is replaced only with ``overwrite``.
     The model is exported as float32 on the CPU (a copy, where it is elsewhere); ``model``
-    itself is not changed. Raises :class:`ExportError` with a one-line message.
+    itself is not changed. Raises :class:`ExportError` with a one-line message (also for a
+    model with TLC switched on: its window grid is Python control flow fixed at trace time).
     """
     opset = check_export(path, opset=opset, overwrite=overwrite)
+    if getattr(model, "local_attention", None) is not None:  # its windows depend on the size
+        raise ExportError(
+            "a model with TLC switched on cannot be exported (set_local_attention(None))"
+        )
     path = Path(path)
     payload = _onnx_bytes(_cpu_float32(model), opset)
     try:

@@ -16,10 +16,13 @@ usual dtypes, optionally a batch N x H x W x C) into the restored image:
   the caller's output array in its dtype. Peak memory is therefore independent of the image
   height, and a uint8/uint16 output needs no whole-image float buffer at all.
 * **Self-ensemble** — the eight dihedral transforms of each tile are restored and averaged.
+* **TLC** — optionally, MDTA's attention statistics come from local windows
+  (:mod:`restormer.local_attention`) instead of the whole tile.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import operator
@@ -32,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from restormer.local_attention import check_window, local_attention
 from restormer.model import RestormerConfig
 
 __all__ = [
@@ -83,6 +87,7 @@ def restore(
     tile: int | None = None,
     tile_overlap: int = 32,
     ensemble: bool = False,
+    tlc: int | None = None,
     progress: ProgressFn | None = None,
     memory_budget: int | None = None,
 ) -> np.ndarray:
@@ -103,6 +108,7 @@ def restore(
         tile=tile,
         tile_overlap=tile_overlap,
         ensemble=ensemble,
+        tlc=tlc,
         progress=progress,
         memory_budget=memory_budget,
     )
@@ -116,6 +122,7 @@ def restore_into(
     tile: int | None = None,
     tile_overlap: int = 32,
     ensemble: bool = False,
+    tlc: int | None = None,
     progress: ProgressFn | None = None,
     memory_budget: int | None = None,
 ) -> np.ndarray:
@@ -133,12 +140,17 @@ def restore_into(
     frame is used when :func:`estimate_memory` fits ``memory_budget`` (default:
     :func:`default_memory_budget`), else the tile size from :func:`plan_tile`, with a warning
     on the ``restormer`` logger. ``ensemble`` averages the 8 dihedral transforms of each tile.
-    ``progress(done, total)`` is called after each tile. The model runs on the device and
-    floating dtype of its parameters under ``torch.inference_mode``.
+    ``tlc`` (a window in pixels, at least 16; None or 0: off) computes the attention
+    statistics over local windows of that size instead of the whole image or tile (TLC, see
+    :mod:`restormer.local_attention`; about 1.5x the model's training crop); the model's own
+    setting is restored afterwards. ``progress(done, total)`` is called after each tile. The
+    model runs on the device and floating dtype of its parameters under
+    ``torch.inference_mode``.
     """
     images = _as_nhwc(image)
     batch, height, width, channels = images.shape
     chan = _channel_plan(channels, model)
+    tlc = _check_tlc(model, tlc)
     _check_out(out, _output_shape(image.shape, chan.out))
     scale = _input_scale(images.dtype)
     device, dtype = _model_device_dtype(model)
@@ -155,7 +167,8 @@ def restore_into(
         rows=_Axis.make(height, tile, overlap),
         cols=_Axis.make(width, tile, overlap),
     )
-    with torch.inference_mode():
+    tlc_context = contextlib.nullcontext() if tlc is None else local_attention(model, tlc)
+    with torch.inference_mode(), tlc_context:
         _run_bands(job, images, _as_nhwc(out), progress)
     return out
 
@@ -375,6 +388,17 @@ def _as_int(value: object, name: str) -> int:
         return operator.index(value)  # type: ignore[arg-type]
     except TypeError:
         raise InferenceError(f"{name} must be an integer, got {value!r}") from None
+
+
+def _check_tlc(model: nn.Module, tlc: object) -> int | None:
+    """The validated TLC window (None: off), or InferenceError."""
+    try:
+        window = check_window(tlc)
+    except ValueError as e:
+        raise InferenceError(str(e)) from None
+    if window is not None and not hasattr(model, "set_local_attention"):
+        raise InferenceError("tlc needs a Restormer model (one with set_local_attention)")
+    return window
 
 
 def _available_ram() -> int:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from restormer.local_attention import LevelWindow, LocalAttention
 
 LayerNormType = Literal["WithBias", "BiasFree"]
 NUM_LEVELS = 4
@@ -147,12 +150,15 @@ class MDTA(nn.Module):
 
     Queries, keys and values come from a 1x1 conv and a 3x3 depthwise conv; queries and keys
     are L2-normalised over pixels and their product is scaled by a learned temperature.
-    Works on channels-last (B, H, W, C) maps.
+    Works on channels-last (B, H, W, C) maps. With ``local_window`` set (TLC, see
+    :mod:`restormer.local_attention`; :meth:`Restormer.set_local_attention` sets it per
+    level), the statistics come from local windows instead of the whole map.
     """
 
     def __init__(self, dim: int, num_heads: int, bias: bool) -> None:
         super().__init__()
         self.num_heads = num_heads
+        self.local_window: LevelWindow | None = None  # a plain attribute: not in the state dict
         self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
         self.qkv = nn.Conv2d(dim, dim * 3, kernel_size=1, bias=bias)
         self.qkv_dwconv = nn.Conv2d(
@@ -164,9 +170,17 @@ class MDTA(nn.Module):
         b, h, w, c = x.shape
         qkv = spatial(pointwise(x, self.qkv), self.qkv_dwconv).reshape(b, h * w, 3 * c)
         q, k, v = qkv.split(c, dim=-1)
-        attn = attention_maps(q, k, self.temperature, self.num_heads)
-        matrix = attention_output_matrix(attn, self.project_out)
-        out = v @ matrix.transpose(1, 2)
+        grid = None if self.local_window is None else self.local_window.grid(h, w)
+        if grid is None:
+            attn = attention_maps(q, k, self.temperature, self.num_heads)
+            matrix = attention_output_matrix(attn, self.project_out)
+            out = v @ matrix.transpose(1, 2)
+        else:
+            from restormer.local_attention import local_attention_output  # imports this module
+
+            out = local_attention_output(
+                q, k, v, (h, w), self.temperature, self.num_heads, self.project_out, grid
+            )
         if self.project_out.bias is not None:
             out = out + self.project_out.bias
         return out.reshape(b, h, w, c)
@@ -302,6 +316,7 @@ class Restormer(nn.Module):
         )  # fmt: skip
         self.config = cfg
         self.chunked_inference = True
+        self.local_attention: LocalAttention | None = None  # TLC, see set_local_attention
         width = [dim * 2**level for level in range(NUM_LEVELS)]
         decoder_width = [2 * dim, *width[1:3]]  # level 1 keeps the concatenated skip channels
 
@@ -356,6 +371,38 @@ class Restormer(nn.Module):
             )
             for lv in range(NUM_LEVELS - 1, 0, -1)
         ]
+
+    def stage_levels(self) -> list[tuple[nn.Sequential, int]]:
+        """Every transformer stage with its level (0: full resolution, 3: the latent)."""
+        stages = [(getattr(self, f"encoder_level{lv}"), lv - 1) for lv in range(1, NUM_LEVELS)]
+        stages += [(self.latent, NUM_LEVELS - 1)]
+        stages += [(getattr(self, f"decoder_level{lv}"), lv - 1) for lv in range(1, NUM_LEVELS)]
+        return [*stages, (self.refinement, 0)]
+
+    def set_local_attention(
+        self, window: int | LocalAttention | None, *, stride_divisor: int | None = None
+    ) -> None:
+        """Switch TLC (test-time local converter) on with ``window`` pixels, or off (None/0).
+
+        MDTA then computes its attention statistics over local windows of ``window``
+        full-resolution pixels (scaled by 2^-level at each level) instead of the whole
+        image, as the model saw them on its training crops; pick about 1.5x the training
+        crop. ``stride_divisor`` (default 2) sets the window spacing, see
+        :class:`restormer.local_attention.LocalAttention`. Images no larger than the window
+        give exactly the global result. Applies to both forward paths; no weight changes.
+        """
+        from restormer.local_attention import DEFAULT_STRIDE_DIVISOR, LocalAttention, check_window
+
+        if isinstance(window, LocalAttention):
+            setting: LocalAttention | None = window
+        else:
+            size = check_window(window)
+            divisor = DEFAULT_STRIDE_DIVISOR if stride_divisor is None else stride_divisor
+            setting = None if size is None else LocalAttention(size, divisor)
+        self.local_attention = setting
+        for stage, level in self.stage_levels():
+            for block in stage:
+                block.attn.local_window = None if setting is None else setting.at_level(level)
 
     def forward(self, inp_img: Tensor) -> Tensor:
         """Restore a (B, C, H, W) batch; H and W must be multiples of 8.

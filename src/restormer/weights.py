@@ -320,7 +320,9 @@ def load_model(
     *,
     precision: str | None = None,
 ) -> Restormer:
-    """An eval-mode Restormer from a weights file (official ``.pth`` or our ``.safetensors``).
+    """An eval-mode Restormer from a weights file (official ``.pth`` or our ``.safetensors``)
+    or a task name (``"deraining"``...: the model shipped in the package, see
+    :mod:`restormer.shipped`; a file of that name in the working directory comes first).
 
     ``precision`` ("fp32" or "bf16") overrides ``dtype``. With "bf16" the weights are
     rounded to bfloat16; the model computes in bfloat16 where ``device`` does so natively
@@ -334,7 +336,11 @@ def load_model(
         dtype = PRECISIONS[precision]
     path = Path(source)
     if str(source) in TASKS and not path.exists():
-        raise WeightsError(f"{source}: no shipped model for this task is installed yet")
+        from restormer.shipped import shipped_path
+
+        path = shipped_path(str(source))
+        if not path.is_file():
+            raise WeightsError(f"{source}: this install has no shipped model for the task")
     model = model_from_checkpoint(read_checkpoint(path), str(path))
     if dtype == torch.bfloat16 and not native_bfloat16(device):
         model = model.to(torch.bfloat16)

@@ -1,4 +1,5 @@
-"""The ``restormer`` command: restore, evaluate, train, inspect or convert weights, export.
+"""The ``restormer`` command: restore, evaluate, train, degrade, inspect or convert weights,
+export.
 
 Every user error ends as one line on stderr and a non-zero exit, never a traceback
 (set ``RESTORMER_DEBUG=1`` to see one). Each command lives in its own module; importing
@@ -10,10 +11,20 @@ from __future__ import annotations
 import os
 import sys
 
-from restormer.cli import evaluate, export, restore, train, weights
+from restormer.cli import degrade, evaluate, export, models, restore, train, weights
 from restormer.cli.common import app, err
 
-__all__ = ["app", "evaluate", "export", "main", "restore", "train", "weights"]
+__all__ = [
+    "app",
+    "degrade",
+    "evaluate",
+    "export",
+    "main",
+    "models",
+    "restore",
+    "train",
+    "weights",
+]
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
@@ -93,3 +94,16 @@ def progress_bar() -> Iterator[Progress]:
         transient=True,
     ) as progress:
         yield progress
+
+
+def prepare_output_dir(output_dir: Path) -> None:
+    """Create ``output_dir`` if needed and make sure files can be written there, or fail."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        fail(f"{output_dir}: cannot create the output folder ({e.strerror or e})")
+    try:  # a real probe: permissions alone miss read-only mounts and root's special folders
+        with tempfile.TemporaryFile(dir=output_dir):
+            pass
+    except OSError as e:
+        fail(f"{output_dir}: the output folder is not writable ({e.strerror or e})")

@@ -54,6 +54,15 @@ def evaluate_command(
         int | None, typer.Option(help="Restore in N x N tiles (multiple of 8); default: auto.")
     ] = None,
     tile_overlap: Annotated[int, typer.Option(help="Overlap between tiles, in pixels.")] = 32,
+    tlc: Annotated[
+        int,
+        typer.Option(
+            "--tlc",
+            metavar="WINDOW",
+            help="TLC: attention statistics over WINDOW-pixel local windows instead of the "
+            "whole image (about 1.5x the training crop, at least 16); 0: off.",
+        ),
+    ] = 0,
     device: Annotated[Device, typer.Option(help="Where to run the model.")] = Device.cpu,
     precision: Annotated[
         Precision,
@@ -72,9 +81,14 @@ def evaluate_command(
     from rich.markup import escape
 
     from restormer import evaluate as evaluation
+    from restormer.local_attention import check_window
 
     if task not in TASKS:
         fail(f"unknown task '{task}'; choose one of: {', '.join(TASKS)}")
+    try:
+        window = check_window(tlc)
+    except ValueError as e:
+        fail(f"--tlc: {e}")
     results_dir = output_dir or save_images or Path("evaluation") / task
     try:
         samples = evaluation.discover_samples(task, dataset, sigmas=sigma, limit=limit)
@@ -84,6 +98,7 @@ def evaluate_command(
     model = load_model_or_fail(
         weights if weights is not None else task, device.value, precision.value
     )
+    model.set_local_attention(window)
     try:
         # A bar only on a terminal: in logs it is noise (and would leave a blank line).
         with progress_bar() if err.is_terminal else contextlib.nullcontext() as progress:
@@ -102,6 +117,7 @@ def evaluate_command(
             "weights": str(weights) if weights is not None else f"shipped model for {task}",
             "device": device.value,
             "tile": tile,
+            "tlc": window,
         }
         csv_path, json_path = evaluation.write_results(
             results_dir, results, summary, metadata, overwrite=overwrite

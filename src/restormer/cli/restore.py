@@ -6,7 +6,6 @@ io.write_image``. Jobs are planned before any work, so bad inputs are reported u
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -25,6 +24,7 @@ from restormer.cli.common import (
     fail,
     load_model_or_fail,
     out,
+    prepare_output_dir,
     progress_bar,
 )
 from restormer.io import (
@@ -35,6 +35,7 @@ from restormer.io import (
     read_image,
     write_image,
 )
+from restormer.local_attention import check_window
 from restormer.tasks import TASKS
 
 
@@ -75,6 +76,15 @@ def restore(
     ensemble: Annotated[
         bool, typer.Option("--ensemble", help="x8 self-ensemble (8x slower).")
     ] = False,
+    tlc: Annotated[
+        int,
+        typer.Option(
+            "--tlc",
+            metavar="WINDOW",
+            help="TLC: attention statistics over WINDOW-pixel local windows instead of the "
+            "whole image (about 1.5x the training crop, at least 16); 0: off.",
+        ),
+    ] = 0,
     device: Annotated[Device, typer.Option(help="Where to run the model.")] = Device.cpu,
     precision: Annotated[
         Precision,
@@ -97,13 +107,18 @@ def restore(
         fail(f"unknown task '{task}'; choose one of: {', '.join(TASKS)}")
     if (left is None) != (right is None):
         fail("dual-pixel input needs both --left and --right")
+    try:
+        window = check_window(tlc)
+    except ValueError as e:
+        fail(f"--tlc: {e}")
     model = load_model_or_fail(
         weights if weights is not None else task, device.value, precision.value
     )  # type: ignore[arg-type]
+    model.set_local_attention(window)  # every forward of this command, tiles and ensemble too
     jobs, problems = _plan_jobs(inputs or [], left, right, output_dir, output_format.value, model)
     if not jobs and not problems:
         fail("no input images given")
-    _prepare_output_dir(output_dir)
+    prepare_output_dir(output_dir)
     failures = len(problems)
     for message in problems:
         err.print(f"[bold red]error:[/] {message}", markup=True)
@@ -177,18 +192,6 @@ def _dual_pixel_pairs(folder: Path) -> tuple[list[tuple[Path, Path]], list[str]]
         if n not in left_files
     ]
     return pairs, missing
-
-
-def _prepare_output_dir(output_dir: Path) -> None:
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        fail(f"{output_dir}: cannot create the output folder ({e.strerror or e})")
-    try:  # a real probe: permissions alone miss read-only mounts and root's special folders
-        with tempfile.TemporaryFile(dir=output_dir):
-            pass
-    except OSError as e:
-        fail(f"{output_dir}: the output folder is not writable ({e.strerror or e})")
 
 
 def _run_jobs(

@@ -12,12 +12,15 @@ Modules: :mod:`~restormer.data.options` (checking the option dicts),
 :mod:`~restormer.data.folders` (listing, pairing by name), :mod:`~restormer.data.cache`
 (decode once, memory-map), :mod:`~restormer.data.augment` (windows, flips/rotations),
 :mod:`~restormer.data.noise` (Gaussian noise), :mod:`~restormer.data.datasets` (the three
-official dataset types), :mod:`~restormer.data.schedule` (progressive learning) and
+official dataset types, and ``Dataset_SyntheticDegradation``: clean photos degraded on the fly
+by :mod:`restormer.degradations`), :mod:`~restormer.data.schedule` (progressive learning) and
 :mod:`~restormer.data.sampling` (the deterministic sample stream, mixup, prefetching).
 """
 
 from restormer.data.cache import DecodeCache, DecodedImage, default_cache_dir
 from restormer.data.datasets import (
+    SyntheticTrainingSet,
+    SyntheticValidationSet,
     TrainingSet,
     ValidationSet,
     build_training_set,
@@ -34,6 +37,8 @@ __all__ = [
     "DecodedImage",
     "Mixup",
     "StageSchedule",
+    "SyntheticTrainingSet",
+    "SyntheticValidationSet",
     "TrainingData",
     "TrainingSet",
     "ValidationSet",

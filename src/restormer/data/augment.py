@@ -99,10 +99,11 @@ def draw_window(
 
 
 def crop(image: np.ndarray, top: int, left: int, size: int) -> np.ndarray:
-    """Copy of ``image[top:top+size, left:left+size]``; rows/columns past the bottom/right
-    edge are mirrored as ``cv2.copyMakeBorder(..., cv2.BORDER_REFLECT)`` pads them."""
+    """Copy of ``image[top:top+size, left:left+size]``; rows/columns outside the image (past
+    the bottom/right edge, or before the top/left one for a negative ``top``/``left``) are
+    mirrored as ``cv2.copyMakeBorder(..., cv2.BORDER_REFLECT)`` pads them."""
     height, width = image.shape[:2]
-    if top + size <= height and left + size <= width:
+    if top >= 0 and left >= 0 and top + size <= height and left + size <= width:
         return np.array(image[top : top + size, left : left + size])
     rows = _reflect(top, size, height)
     cols = _reflect(left, size, width)

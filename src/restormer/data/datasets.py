@@ -1,4 +1,6 @@
-"""The three official dataset types: image folders -> (input, target) float32 C x H x W pairs.
+"""The dataset types: image folders -> (input, target) float32 C x H x W pairs.
+
+The three official types:
 
 * ``Dataset_PairedImage``: an input folder (``dataroot_lq``) and a target folder
   (``dataroot_gt``) paired by name. Both are read as RGB (gray files repeated to 3 channels,
@@ -14,6 +16,20 @@
 * ``Dataset_DefocusDeblur_DualPixel_16bit``: the left and right views (``dataroot_lqL``,
   ``dataroot_lqR``) concatenated on the channel axis, left first (6 channels), and the target.
 
+and one of ours, for training on any folder of clean photos:
+
+* ``Dataset_SyntheticDegradation``: clean images only (``dataroot_gt``); the input is made by
+  :mod:`restormer.degradations` for the task named by ``degradation``. Channels follow the
+  task: gray targets for ``gaussian-gray-denoising`` (colour files converted as for
+  ``in_ch: 1`` above), a 6-channel input (left view, then right view) for
+  ``dual-pixel-defocus-deblurring``, RGB otherwise. A training sample is cut ``context(task)``
+  pixels larger on each side than the patch, flipped/rotated, degraded with the sample's own
+  random stream and trimmed back, so that blur near the patch border sees real neighbours
+  instead of a boundary. Each validation image is degraded once, with
+  ``np.random.default_rng([seed, index])``, and kept: validation numbers are comparable
+  between runs (the official Gaussian validation instead adds the same seed-0 noise to every
+  image, see :mod:`restormer.data.noise`).
+
 Samples are scaled to [0, 1] by bit depth (uint8 / 255, uint16 / 65535), whatever the dataset
 type; the official code assumes 8 bits except for dual-pixel, where it assumes 16.
 
@@ -28,6 +44,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import cv2
@@ -40,7 +57,14 @@ from restormer.data.noise import add_training_noise, draw_sigma, validation_nois
 from restormer.data.options import DatasetOptionError, DatasetOptions, parse_dataset_options
 from restormer.io import ImageFileError, to_float
 
-__all__ = ["TrainingSet", "ValidationSet", "build_training_set", "build_validation_set"]
+__all__ = [
+    "SyntheticTrainingSet",
+    "SyntheticValidationSet",
+    "TrainingSet",
+    "ValidationSet",
+    "build_training_set",
+    "build_validation_set",
+]
 
 Progress = Callable[[int, int], None]
 
@@ -60,14 +84,15 @@ class _Dataset:
     def __init__(self, items: Sequence[_Item], options: DatasetOptions) -> None:
         self._items = tuple(items)
         self.options = options
-        self._gray = options.kind == "gaussian" and options.in_ch == 1
+        self._gray = options.in_ch == 1
 
     def __len__(self) -> int:
         return len(self._items)
 
     @property
     def names(self) -> list[str]:
-        """Item names: the input file's stem (the target's for Gaussian denoising)."""
+        """Item names: the input file's stem (the target's for Gaussian denoising and
+        synthetic degradations)."""
         return [item.name for item in self._items]
 
     @property
@@ -77,7 +102,7 @@ class _Dataset:
 
     @property
     def out_channels(self) -> int:
-        """Channels of a target sample: 3, or 1 for gray Gaussian denoising."""
+        """Channels of a target sample: 3, or 1 for gray (Gaussian) denoising."""
         return 1 if self._gray else 3
 
     def _float_chw(self, pixels: np.ndarray, mode: int = 0) -> np.ndarray:
@@ -85,6 +110,11 @@ class _Dataset:
         converted = _channels(pixels, gray=self._gray)
         chw = dihedral(converted, mode).transpose(2, 0, 1)
         return to_float(np.ascontiguousarray(chw))
+
+    def _float_hwc(self, pixels: np.ndarray, mode: int = 0) -> np.ndarray:
+        """Like :meth:`_float_chw`, but H x W x C (the layout degradations work on)."""
+        converted = _channels(pixels, gray=self._gray)
+        return to_float(np.ascontiguousarray(dihedral(converted, mode)))
 
 
 class TrainingSet(_Dataset):
@@ -152,6 +182,128 @@ class ValidationSet(_Dataset):
             yield self[index]
 
 
+# --------------------------------------------------------------------------- synthetic
+
+
+_DEGRADATION_API = ("context", "degrade", "input_channels")
+
+
+def _degradations() -> ModuleType:
+    """:mod:`restormer.degradations`, imported when first needed (it is only needed here).
+
+    Raises ImportError if it is missing, or lacks the functions used here.
+    """
+    from restormer import degradations
+
+    missing = [name for name in _DEGRADATION_API if not hasattr(degradations, name)]
+    if missing:
+        raise ImportError(f"restormer.degradations has no {', '.join(missing)}")
+    return degradations
+
+
+def _as_chw(hwc: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(hwc, dtype=np.float32).transpose(2, 0, 1))
+
+
+class SyntheticTrainingSet(TrainingSet):
+    """Training pairs made from clean photos, degraded on the fly; see :meth:`sample`.
+
+    Safe to use from several threads: it holds no mutable state.
+    """
+
+    def __init__(self, items: Sequence[_Item], options: DatasetOptions) -> None:
+        super().__init__(items, options)
+        if options.degradation is None:
+            raise ValueError("SyntheticTrainingSet needs options with a degradation")
+        self.task: str = options.degradation
+        self.margin: int = int(_degradations().context(self.task))
+        """Pixels cut beyond the patch on each side, read by the degradation, then trimmed."""
+
+    @property
+    def in_channels(self) -> int:
+        """Channels of an input sample, as the task's degradation makes them (1, 3 or 6)."""
+        return int(_degradations().input_channels(self.task))
+
+    def sample(
+        self, index: int, rng: np.random.Generator, patch: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(degraded input, clean target) for item ``index``: float32 C x patch x patch.
+
+        A window of ``patch + 2 * margin`` pixels is placed as :class:`TrainingSet` places its
+        patch (official loader crop of ``gt_size + 2 * margin``, progressive window inside
+        it; images smaller than the window are mirrored at the bottom/right), the clean
+        crop is flipped/rotated (``geometric_augs``), degraded with ``rng`` and trimmed by
+        ``margin`` on each side. So the patch is exactly the centre of a degraded larger
+        crop, and what a blur reads beyond the patch is real image, not padding. Randomness
+        comes from ``rng`` only, in the order: window, flip/rotation, degradation
+        parameters, degradation. Gaussian tasks give unclipped inputs.
+        """
+        if isinstance(patch, bool) or not isinstance(patch, (int, np.integer)) or patch < 1:
+            raise ValueError(f"patch must be a positive integer, not {patch!r}")
+        patch, margin = int(patch), self.margin
+        item = self._items[index]
+        loader = self.loader_size + 2 * margin if self.loader_size else None
+        window = draw_window(
+            rng,
+            item.target.height,
+            item.target.width,
+            patch + 2 * margin,
+            loader,
+            self.options.geometric_augs,
+        )
+        clean = self._float_hwc(
+            crop(item.target.pixels(), window.top, window.left, window.size), window.mode
+        )
+        degraded = _checked(_degradations().degrade(self.task, clean, rng), clean, self)
+        inner = slice(margin, margin + patch)
+        return _as_chw(degraded[inner, inner]), _as_chw(clean[inner, inner])
+
+
+class SyntheticValidationSet(ValidationSet):
+    """Whole clean validation images and their synthetic degradations, in name order.
+
+    Image ``i`` is degraded once, with ``np.random.default_rng([seed, i])``, the first time
+    it is asked for, and the degraded input is kept (validation photos are small): every
+    validation of a run, and every run with the same ``seed``, sees the same inputs.
+    """
+
+    def __init__(self, items: Sequence[_Item], options: DatasetOptions) -> None:
+        super().__init__(items, options)
+        if options.degradation is None:
+            raise ValueError("SyntheticValidationSet needs options with a degradation")
+        self.task: str = options.degradation
+        self._inputs: list[np.ndarray | None] = [None] * len(self._items)
+
+    @property
+    def in_channels(self) -> int:
+        """Channels of an input, as the task's degradation makes them (1, 3 or 6)."""
+        return int(_degradations().input_channels(self.task))
+
+    def __getitem__(self, index: int) -> tuple[str, np.ndarray, np.ndarray]:
+        index = range(len(self._items))[index]  # negative indices, IndexError as usual
+        item = self._items[index]
+        clean = self._float_hwc(np.asarray(item.target.pixels()))
+        kept = self._inputs[index]
+        if kept is None:
+            rng = np.random.default_rng([self.options.seed, index])
+            kept = _as_chw(_checked(_degradations().degrade(self.task, clean, rng), clean, self))
+            kept.flags.writeable = False  # shared by every validation of the run
+            self._inputs[index] = kept
+        return item.name, kept.copy(), _as_chw(clean)  # a copy: the caller may write to it
+
+
+def _checked(degraded: np.ndarray, clean: np.ndarray, dataset: _Dataset) -> np.ndarray:
+    """The degradation's output, after checking it has the size and channels promised."""
+    out = np.asarray(degraded)
+    expected = (*clean.shape[:2], dataset.in_channels)
+    if out.shape != expected:
+        raise RuntimeError(
+            f"restormer.degradations returned a {out.shape} array for a {clean.shape} image; "
+            f"expected {expected}"
+        )
+    return out
+
+
 # --------------------------------------------------------------------------- building
 
 
@@ -170,7 +322,11 @@ def build_training_set(
     Every problem is a :class:`DatasetOptionError` naming the option key.
     """
     options = parse_dataset_options(dataset_opt, key_prefix=key_prefix, phase="train")
-    return TrainingSet(_load_items(options, DecodeCache(cache_dir), workers, progress), options)
+    dataset_class = TrainingSet
+    if options.degradation is not None:
+        _require_degradations(options)
+        dataset_class = SyntheticTrainingSet
+    return dataset_class(_load_items(options, DecodeCache(cache_dir), workers, progress), options)
 
 
 def build_validation_set(
@@ -183,7 +339,22 @@ def build_validation_set(
 ) -> ValidationSet:
     """Like :func:`build_training_set`, for an official ``datasets.val`` dict."""
     options = parse_dataset_options(dataset_opt, key_prefix=key_prefix, phase="val")
-    return ValidationSet(_load_items(options, DecodeCache(cache_dir), workers, progress), options)
+    dataset_class = ValidationSet
+    if options.degradation is not None:
+        _require_degradations(options)
+        dataset_class = SyntheticValidationSet
+    return dataset_class(_load_items(options, DecodeCache(cache_dir), workers, progress), options)
+
+
+def _require_degradations(options: DatasetOptions) -> None:
+    """Fail before decoding anything if the degradations package cannot be imported."""
+    try:
+        _degradations()
+    except ImportError as exc:
+        raise DatasetOptionError(
+            f"{options.key('degradation')}: synthetic degradations need the "
+            f"restormer.degradations package, which cannot be imported ({exc})"
+        ) from None
 
 
 def _load_items(

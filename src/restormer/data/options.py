@@ -10,6 +10,13 @@ Keys that the official loader reads but that mean nothing to this pipeline (work
 shuffling, prefetch modes, the progressive-learning keys, which :mod:`restormer.data.schedule`
 reads) are accepted and ignored; any other key is an error, because a misspelt key silently
 ignored is a training run wasted.
+
+Besides the three official types there is one of our own, ``Dataset_SyntheticDegradation``: a
+folder of clean photos (``dataroot_gt``) degraded on the fly by :mod:`restormer.degradations`
+for the task named by ``degradation`` (required, one of the seven task names). Its channels
+follow the task (gray for ``gaussian-gray-denoising``, a 6-channel left + right input for
+``dual-pixel-defocus-deblurring``). ``seed`` (validation only, default 0) fixes the one
+degradation of each validation image; training samples draw theirs from ``manual_seed``.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from restormer.tasks import TASKS
 
 __all__ = [
     "DATASET_TYPES",
@@ -34,14 +43,17 @@ class DatasetOptionError(ValueError):
     """A bad dataset option, as one line naming the key (``datasets.train.gt_size: ...``)."""
 
 
-Kind = Literal["paired", "gaussian", "dual_pixel"]
+Kind = Literal["paired", "gaussian", "dual_pixel", "synthetic"]
 
 DATASET_TYPES: dict[str, Kind] = {
     "Dataset_PairedImage": "paired",
     "Dataset_GaussianDenoising": "gaussian",
     "Dataset_DefocusDeblur_DualPixel_16bit": "dual_pixel",
+    "Dataset_SyntheticDegradation": "synthetic",
 }
-"""Official dataset ``type`` names -> the kind of pipeline that reproduces them."""
+"""Dataset ``type`` names -> the kind of pipeline that reproduces them (the first three are
+the official types; ``Dataset_SyntheticDegradation`` is ours: clean photos degraded on the
+fly)."""
 
 MAX_SIGMA = 255.0
 """Largest noise standard deviation (in 8-bit levels) accepted for Gaussian denoising."""
@@ -72,6 +84,7 @@ _KEYS: dict[Kind, frozenset[str]] = {
     "paired": _COMMON_KEYS | {"dataroot_lq"},
     "gaussian": _COMMON_KEYS | {"dataroot_lq", "sigma_type", "sigma_range", "sigma_test", "in_ch"},
     "dual_pixel": _COMMON_KEYS | {"dataroot_lqL", "dataroot_lqR"},
+    "synthetic": _COMMON_KEYS | {"degradation", "seed"},
 }
 # Official keys whose feature is not implemented: refusing them beats silently ignoring them.
 _UNSUPPORTED = {
@@ -84,6 +97,7 @@ INPUT_KEYS: dict[Kind, tuple[str, ...]] = {
     "paired": ("dataroot_lq",),
     "gaussian": (),
     "dual_pixel": ("dataroot_lqL", "dataroot_lqR"),
+    "synthetic": (),
 }
 
 
@@ -107,13 +121,20 @@ class DatasetOptions:
     key_prefix: str
     target_folder: Path
     input_folders: tuple[tuple[str, Path], ...]
-    """(option key, folder) for each input view, in channel order; empty for Gaussian noise."""
+    """(option key, folder) for each input view, in channel order; empty for Gaussian noise
+    and synthetic degradations (inputs made from the targets)."""
     filename_tmpl: str
     geometric_augs: bool
     gt_size: int | None
     in_ch: int
+    """Channels of the target images: 1 (gray) or 3."""
     sigma: SigmaOptions | None
     sigma_test: float | None
+    degradation: str | None = None
+    """Synthetic degradations: the task whose degradation makes the inputs; else None."""
+    seed: int = 0
+    """Synthetic degradations, validation: validation image i is degraded with
+    ``np.random.default_rng([seed, i])``."""
 
     def key(self, name: str) -> str:
         """The full option key, for messages: ``datasets.train.<name>``."""
@@ -137,6 +158,11 @@ def parse_dataset_options(
         raise DatasetOptionError(f"{key_prefix}.scale: must be 1 for restoration, got {scale}")
     gaussian = kind == "gaussian"
     train = phase == "train"
+    degradation = _degradation(opt, key_prefix) if kind == "synthetic" else None
+    if degradation is not None:
+        in_ch = 1 if degradation == _GRAY_TASK else 3
+    else:
+        in_ch = _in_ch(opt, key_prefix) if gaussian else 3
     return DatasetOptions(
         kind=kind,
         key_prefix=key_prefix,
@@ -145,9 +171,11 @@ def parse_dataset_options(
         filename_tmpl=_filename_tmpl(opt, key_prefix),
         geometric_augs=_optional_bool(opt, "geometric_augs", key_prefix, default=False),
         gt_size=_training_gt_size(opt, key_prefix) if train else None,
-        in_ch=_in_ch(opt, key_prefix) if gaussian else 3,
+        in_ch=in_ch,
         sigma=_sigma_options(opt, key_prefix) if gaussian and train else None,
         sigma_test=_sigma_test(opt, key_prefix) if gaussian and not train else None,
+        degradation=degradation,
+        seed=_validation_seed(opt, key_prefix, train) if kind == "synthetic" else 0,
     )
 
 
@@ -261,6 +289,33 @@ def _in_ch(opt: Mapping[str, Any], prefix: str) -> int:
             f"{prefix}.in_ch: must be 1 (grayscale) or 3 (RGB), got {_show(value)}"
         )
     return int(value)
+
+
+_GRAY_TASK = "gaussian-gray-denoising"  # the one task whose images are gray
+
+
+def _degradation(opt: Mapping[str, Any], prefix: str) -> str:
+    """``degradation``: the task name whose synthetic degradation makes the inputs."""
+    key = f"{prefix}.degradation"
+    if opt.get("degradation") is None:
+        raise DatasetOptionError(f"{key}: required (one of {', '.join(TASKS)})")
+    value = opt["degradation"]
+    if not isinstance(value, str) or value not in TASKS:
+        raise DatasetOptionError(
+            f"{key}: unknown task {_show(value)} (expected one of {', '.join(TASKS)})"
+        )
+    return value
+
+
+def _validation_seed(opt: Mapping[str, Any], prefix: str, train: bool) -> int:
+    """``seed`` of a synthetic validation set (default 0); training sets take none."""
+    if opt.get("seed") is None:  # absent or ``seed: ~``
+        return 0
+    if train:
+        raise DatasetOptionError(
+            f"{prefix}.seed: only for validation sets (training draws from manual_seed)"
+        )
+    return checked_int(opt["seed"], f"{prefix}.seed", minimum=0)
 
 
 def _number(value: object, key: str) -> float:

@@ -9,9 +9,9 @@ The sample stream. All processes together read one global stream of sample posit
 ``order(epoch)[p % len(dataset)]``, where ``order(epoch)`` is a permutation drawn from
 ``np.random.default_rng([seed, 3, epoch])``. Iteration ``i`` on rank ``r`` of ``W`` processes
 takes the ``N = schedule.batch(i)`` positions ``W * schedule.samples_before(i) + r * N + j``,
-``j < N``. Everything random about a sample (window, flip/rotation, noise level and noise)
-comes from ``np.random.default_rng([seed, 1, position])``: it depends on the position only,
-not on the rank or the batch it lands in.
+``j < N``. Everything random about a sample (window, flip/rotation, noise level and noise, or
+synthetic degradation) comes from ``np.random.default_rng([seed, 1, position])``: it depends
+on the position only, not on the rank or the batch it lands in.
 
 What this guarantees, with mixup off: the batches of ranks 0..W-1 at iteration ``i``,
 concatenated in rank order, equal the batch of a single process (``world_size=1``) whose

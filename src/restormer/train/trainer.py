@@ -27,6 +27,8 @@ from restormer.data import (
     Mixup,
     StageSchedule,
     TrainingData,
+    TrainingSet,
+    ValidationSet,
     build_training_set,
     build_validation_set,
 )
@@ -93,6 +95,9 @@ class _Trainer:
             if options.val is not None and options.val_dataset is not None
             else None
         )
+        _check_channels(options, self.training_set, "datasets.train")
+        if self.validation_set is not None:
+            _check_channels(options, self.validation_set, "datasets.val")
         self.stages = StageSchedule.from_options(options.train_dataset)
         mixup = (
             Mixup(beta=options.mixup.beta, use_identity=options.mixup.use_identity)
@@ -363,6 +368,25 @@ class _Trainer:
 
 
 # --------------------------------------------------------------------------- pieces
+
+
+def _check_channels(
+    options: TrainOptions, dataset: TrainingSet | ValidationSet, dataset_key: str
+) -> None:
+    """The network must take the dataset's input channels and make its target channels.
+
+    Checked before any work, so that (say) a dual-pixel dataset under a 3-channel network is
+    one line naming the key rather than a shape error at the first training step.
+    """
+    network = options.network
+    for key, wanted, given, what in (
+        ("inp_channels", network.inp_channels, dataset.in_channels, "inputs"),
+        ("out_channels", network.out_channels, dataset.out_channels, "targets"),
+    ):
+        if wanted != given:
+            raise OptionError(
+                f"network_g.{key}: {wanted}, but {dataset_key} gives {given}-channel {what}"
+            )
 
 
 def _optimizer(model: nn.Module, options: TrainOptions) -> torch.optim.Optimizer:

@@ -1,0 +1,130 @@
+"""Train (or keep training) the shipped model of one task, on CPU, resumable across sessions.
+
+    python scripts/train_shipped.py TASK [--hours H] [--threads N] [--from OTHER_TASK]
+
+Runs ``restormer train configs/shipped/TASK.yml`` with these rules, so that a run killed at
+any moment, or a machine that lost its ``experiments/`` folder, costs at most the iterations
+since the last checkpoint, never the model:
+
+1. ``experiments/TASK`` holds a training state: resume it (``--resume auto``).
+2. Otherwise, when the package ships a model for TASK: warm-start from it, and record its
+   training iterations and hours in ``experiments/TASK/lineage.json`` so that
+   ``scripts/ship_model.py`` reports the totals of the whole lineage.
+3. Otherwise, with ``--from OTHER_TASK``: warm-start from that task's shipped model, its first
+   and last convolutions adapted to this task's channels (:func:`adapt_channels`).
+4. Otherwise: from scratch.
+
+The training photos are ``datasets/photos/train`` (make them with
+``python scripts/prepare_photos.py``). Run it in the background with low priority::
+
+    OMP_NUM_THREADS=1 nohup nice -n 19 python scripts/train_shipped.py deraining &
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from restormer.shipped import TRAINING_METADATA_KEY, shipped_path
+from restormer.tasks import TASKS
+from restormer.train.checkpoint import ExperimentDir, newest_state
+from restormer.weights import read_checkpoint, save_weights
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def adapt_channels(
+    state: dict[str, torch.Tensor], in_channels: int, out_channels: int
+) -> dict[str, torch.Tensor]:
+    """A state dict with its input and output convolutions changed to other channel counts.
+
+    3 -> 1 input: the RGB filters summed (a gray image is three equal channels). 3 -> 6
+    (dual-pixel, left and right views): the RGB filters halved for each view (the mean of the
+    two views is the ordinary photo). 3 -> 1 output: the mean of the RGB filters. The
+    dual-pixel ``skip_conv`` is not in a single-image model; it starts from its initialisation.
+    """
+    state = dict(state)
+    embed = state["patch_embed.proj.weight"]
+    if embed.shape[1] != in_channels:
+        if embed.shape[1] == 3 and in_channels == 1:
+            embed = embed.sum(dim=1, keepdim=True)
+        elif embed.shape[1] == 3 and in_channels == 6:
+            embed = torch.cat([embed / 2, embed / 2], dim=1)
+        else:
+            raise SystemExit(f"cannot adapt {embed.shape[1]} input channels to {in_channels}")
+        state["patch_embed.proj.weight"] = embed
+    output = state["output.weight"]
+    if output.shape[0] != out_channels:
+        if output.shape[0] == 3 and out_channels == 1:
+            output = output.mean(dim=0, keepdim=True)
+        else:
+            raise SystemExit(f"cannot adapt {output.shape[0]} output channels to {out_channels}")
+        state["output.weight"] = output
+    return state
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("task", choices=list(TASKS))
+    parser.add_argument("--hours", type=float, default=None, help="stop cleanly after this long")
+    parser.add_argument("--threads", type=int, default=1, help="OpenMP threads (default 1)")
+    parser.add_argument("--from", dest="source", choices=list(TASKS), default=None)
+    parser.add_argument("--experiments", type=Path, default=ROOT / "experiments")
+    args = parser.parse_args()
+
+    options = ROOT / "configs" / "shipped" / f"{args.task}.yml"
+    experiment = ExperimentDir(args.experiments / args.task)
+    command = [sys.executable, "-m", "restormer", "train", str(options), "--resume", "auto"]
+    command += ["--keep-states", "2", "--no-progress"]
+    command += ["--experiments-root", str(args.experiments)]
+    if args.hours is not None:
+        command += ["--max-hours", str(args.hours)]
+
+    if newest_state(experiment) is None:
+        warm = _warm_start(args.task, args.source, experiment)
+        if warm is not None:
+            command += ["--set", f"path.pretrain_network_g={warm}"]
+            if warm != shipped_path(args.task):  # another task's model: dual-pixel adds keys
+                command += ["--set", "path.strict_load_g=false"]
+    experiment.root.mkdir(parents=True, exist_ok=True)
+    (experiment.root / "threads.txt").write_text(f"{args.threads}\n")  # CPU hours = wall x threads
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    print(" ".join(command), flush=True)
+    raise SystemExit(subprocess.call(command, cwd=ROOT, env=env))
+
+
+def _warm_start(task: str, source: str | None, experiment: ExperimentDir) -> Path | None:
+    """Prepare warm-start weights for a run without a state; None: start from scratch."""
+    own = shipped_path(task)
+    if own.is_file():
+        record = read_checkpoint(own).metadata.get(TRAINING_METADATA_KEY, "{}")
+        lineage = {k: v for k, v in json.loads(record).items() if k in ("iterations", "hours")}
+        experiment.root.mkdir(parents=True, exist_ok=True)
+        (experiment.root / "lineage.json").write_text(json.dumps(lineage))
+        print(f"warm start from the shipped {task} model ({lineage})", flush=True)
+        return own
+    if source is None:
+        return None
+    other = shipped_path(source)
+    if not other.is_file():
+        raise SystemExit(f"--from {source}: no shipped model for that task")
+    from restormer.train import load_options
+
+    network = load_options(ROOT / "configs" / "shipped" / f"{task}.yml").network.to_dict()
+    state = {k: v.float() for k, v in read_checkpoint(other).state_dict.items()}
+    state = adapt_channels(state, network["inp_channels"], network["out_channels"])
+    experiment.root.mkdir(parents=True, exist_ok=True)
+    target = experiment.root / f"warm_start_from_{source}.safetensors"
+    save_weights(state, target, overwrite=True)
+    print(f"warm start from the shipped {source} model, channels adapted", flush=True)
+    return target
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""Shipped models: loading by task name, the ``restormer models`` table, the package files."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from restormer import load_model, restore
+from restormer.cli import app
+from restormer.shipped import (
+    SHIPPED_DIR,
+    TRAINING_METADATA_KEY,
+    TrainingRecord,
+    shipped_models,
+    shipped_path,
+)
+from restormer.tasks import TASKS
+from restormer.weights import WeightsError, read_checkpoint, save_weights
+
+from .conftest import tiny_model
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _ship(folder: Path, task: str, **record: object) -> Path:
+    model = tiny_model(seed=7)
+    state = {k: v.half() for k, v in model.state_dict().items()}
+    meta = {TRAINING_METADATA_KEY: TrainingRecord(**record).to_json()}  # type: ignore[arg-type]
+    return save_weights(state, folder / f"{task}.safetensors", config=model.config, metadata=meta)
+
+
+def test_load_by_task_name(shipped_dir: Path) -> None:
+    _ship(shipped_dir, "deraining", iterations=10)
+    model = load_model("deraining")
+    assert not model.training
+    assert next(model.parameters()).dtype == torch.float32  # stored in half, computed in float
+    expected = tiny_model(seed=7).state_dict()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, expected[key].half().float())
+    out = restore(np.full((20, 24, 3), 0.5, np.float32), model)
+    assert out.shape == (20, 24, 3)
+
+
+def test_missing_task_model_is_one_line(shipped_dir: Path) -> None:
+    with pytest.raises(WeightsError, match="no shipped model"):
+        load_model("motion-deblurring")
+    with pytest.raises(ValueError, match="unknown task"):
+        shipped_path("denoise")
+
+
+def test_models_command_lists_every_task(shipped_dir: Path) -> None:
+    _ship(
+        shipped_dir,
+        "deraining",
+        iterations=12345,
+        hours=6.5,
+        data="photos + rain",
+        command="python scripts/train_shipped.py deraining",
+    )
+    quality = {
+        "tasks": {
+            "deraining": {
+                "cases": [
+                    {
+                        "case": "light rain",
+                        "input": 25.0,
+                        "baseline_name": "-",
+                        "baseline": None,
+                        "ours": 33.25,
+                    },
+                ]
+            }
+        }
+    }
+    (shipped_dir / "quality.json").write_text(json.dumps(quality))
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "Reproduce" in text
+    row = next(line for line in text.splitlines() if "deraining" in line and "33.25" in line)
+    for cell in ("12,345", "6.5", "light rain", "25.00", "33.25"):
+        assert cell in row
+    assert "not shipped" in text
+    assert "python scripts/train_shipped.py deraining" in text
+
+    result = runner.invoke(app, ["models", "--json"])
+    rows = json.loads(result.output)
+    assert list(rows) == list(TASKS)
+    assert rows["deraining"]["training"]["iterations"] == 12345
+    assert rows["deraining"]["quality"]["cases"][0]["ours"] == 33.25
+    assert rows["motion-deblurring"] is None
+
+
+def test_restore_with_task_uses_shipped_model(shipped_dir: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    _ship(shipped_dir, "deraining")
+    photo = tmp_path / "in.png"
+    Image.fromarray(np.full((16, 16, 3), 100, np.uint8)).save(photo)
+    result = runner.invoke(
+        app, ["restore", str(photo), "-o", str(tmp_path / "out"), "-t", "deraining"]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "in.png").is_file()
+
+
+def test_channel_adaptation_for_warm_starts() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "train_shipped", ROOT / "scripts" / "train_shipped.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    colour = tiny_model(seed=1).double()
+    x = torch.rand(1, 1, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        expected = colour(x.expand(1, 3, 16, 16)).mean(dim=1, keepdim=True)
+        gray = tiny_model(inp_channels=1, out_channels=1).double()
+        gray.load_state_dict(module.adapt_channels(colour.state_dict(), 1, 1))
+        # a gray photo through the colour model, averaged, is what the adapted model computes
+        torch.testing.assert_close(gray(x), expected, rtol=0, atol=1e-12)
+        dual = module.adapt_channels(colour.state_dict(), 6, 3)
+        assert dual["patch_embed.proj.weight"].shape[1] == 6
+
+
+def test_shipped_files_are_valid_and_small() -> None:
+    """Whatever the package ships loads strictly, carries its record, and stays small."""
+    total = 0
+    for task, model in shipped_models().items():
+        if model is None:
+            continue
+        checkpoint = read_checkpoint(model.path)
+        assert TRAINING_METADATA_KEY in checkpoint.metadata, task
+        record = TrainingRecord.from_json(checkpoint.metadata[TRAINING_METADATA_KEY])
+        assert record.iterations > 0 and record.hours > 0 and record.command, task
+        loaded = load_model(task)
+        assert loaded.out_channels == (1 if task == "gaussian-gray-denoising" else 3)
+        total += model.path.stat().st_size
+    assert total < 50e6
+    assert SHIPPED_DIR.name == "models"
