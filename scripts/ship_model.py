@@ -61,16 +61,15 @@ def main() -> None:
     scored = []
     for label, weights in candidates.items():
         model = Restormer(**network)
-        model.load_state_dict({k: v.half().float() for k, v in weights.items()})
-        half = score(model)
         model.load_state_dict(weights)
         full = score(model)
-        print(
-            f"{args.task}: iteration {state['iter']:,}, {label}: {metric} {full:.4f} "
-            f"(stored as float16: {half:.4f})"
-        )
-        scored.append((full, half, label, weights))
-    new, new_half, label, weights = max(scored, key=lambda s: s[0])
+        print(f"{args.task}: iteration {state['iter']:,}, {label}: {metric} {full:.4f}")
+        scored.append((full, label, weights))
+    new, label, weights = max(scored, key=lambda s: s[0])
+    model = Restormer(**network)
+    model.load_state_dict({k: v.half().float() for k, v in weights.items()})
+    new_half = score(model)
+    print(f"{args.task}: {label} stored as float16: {metric} {new_half:.4f}")
     candidate = Restormer(**network)
 
     target = shipped_path(args.task)

@@ -31,15 +31,15 @@ Two implementations compute the same function. :func:`local_attention_output` fo
 definition window by window and serves the autograd forward (and the tests).
 :class:`CellStatistics` and :class:`LocalOutput` serve the chunked inference pass
 (:mod:`restormer.chunked`): the window boundaries cut the map into cells of at most ``s x s``
-pixels; pass 1 sums the Gram matrix and squared norms per cell, chunk by chunk, so every
-pixel enters one sum as in the global pass; a window's statistics are then sums of its
-cells. Pass 2 applies, per chunk, the four corner matrices of each pixel in one matrix
-product and interpolates the results. Extra memory, while a block runs: the cell and window
-statistics, a few times ``(H/s + 2)(W/s + 2) C^2/heads`` floats, and the transposed matrices
-of the four corner windows of each run of columns, about ``4 (W/s + 2) C^2`` floats. It does
-not grow with the chunk or the image beyond that: for a 1024 x 1024 image and a 384-pixel
-window, about 25 MB at the full model's latent level (C = 384), where the forward pass itself
-needs about 12 GB.
+pixels; pass 1 sums the Gram matrix and squared norms per cell, tile by tile (a tile: a
+block of rows and columns of the map), so every pixel enters one sum as in the global pass;
+a window's statistics are then sums of its cells. Pass 2 applies, a few whole rows at a
+time, the four corner matrices of each pixel in one matrix product and interpolates the
+results. Extra memory, while a block runs: the cell and window statistics, a few times
+``(H/s + 2)(W/s + 2) C^2/heads`` floats, and the transposed matrices of the four corner
+windows of each run of columns, about ``4 (W/s + 2) C^2`` floats. It does not grow with the
+tile or the image beyond that: for a 1024 x 1024 image and a 384-pixel window, about 25 MB
+at the full model's latent level (C = 384), where the forward pass itself needs about 12 GB.
 """
 
 from __future__ import annotations
@@ -229,14 +229,20 @@ class WindowAxis:
             member[index, bounds.index(start) : bounds.index(start + self.window)] = 1.0
         return member
 
-    @functools.cached_property
-    def cell_gather(self) -> tuple[np.ndarray, np.ndarray, int]:
-        """(index, padding, width): positions of each cell, padded to the widest cell.
+    def cells_in(self, start: int, stop: int) -> tuple[int, np.ndarray, np.ndarray, int]:
+        """(first, index, padding, width): the cells that meet positions [start, stop), from
+        cell ``first`` on, each cut to that range and padded to the widest part.
 
-        ``index`` (cells * width) lists each cell's positions followed by filler (position
-        0); ``padding`` holds the filler slots, which callers zero.
+        ``index`` (cells * width) lists the positions of each cell's part, counted from
+        ``start``, followed by filler (position 0); ``padding`` holds the filler slots,
+        which callers zero. Tiles of a map call it with their columns.
         """
-        return _padded_runs(np.diff(self.cell_bounds), np.asarray(self.cell_bounds[:-1]))
+        bounds = np.asarray(self.cell_bounds)
+        first, last = int(self.cell_of[start]), int(self.cell_of[stop - 1]) + 1
+        lo = np.maximum(bounds[first:last], start)
+        hi = np.minimum(bounds[first + 1 : last + 1], stop)
+        index, padding, width = _padded_runs(hi - lo, lo - start)
+        return first, index, padding, width
 
     @functools.cached_property
     def segments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -346,9 +352,9 @@ def fold_projection(attn: Tensor, project_out: Tensor) -> Tensor:
 class CellStatistics:
     """Pass 1 of the chunked TLC attention: Gram matrices and squared norms per cell.
 
-    Rows arrive top to bottom in chunks (:meth:`add`); each chunk's rows are cut at the cell
-    boundaries and its columns gathered cell by cell, so one batched product gives every
-    cell's Gram matrix.
+    Tiles of the map arrive in any order (:meth:`add`); each tile's rows are cut at the cell
+    boundaries and its columns gathered cell by cell, so one batched product gives the
+    contribution to every cell the tile meets.
     """
 
     def __init__(
@@ -356,35 +362,50 @@ class CellStatistics:
     ) -> None:
         self.rows, self.cols = grid
         self.dtype = dtype  # of the sums
+        self.device = device
         n_rows, n_cols = len(self.rows.cell_bounds) - 1, len(self.cols.cell_bounds) - 1
         self.gram = torch.zeros(batch, heads, n_rows, n_cols, ch, ch, dtype=dtype, device=device)
         self.q_sq = torch.zeros(batch, heads, n_rows, n_cols, ch, dtype=dtype, device=device)
         self.k_sq = torch.zeros_like(self.q_sq)
-        index, padding, self._width = self.cols.cell_gather
-        self._index = torch.as_tensor(index, device=device)
-        self._padding = torch.as_tensor(padding, device=device) if len(padding) else None
+        self._columns: dict[tuple[int, int], _CellColumns] = {}
 
-    def _gather(self, x: Tensor) -> Tensor:
-        """(B, r, W, heads, ch) -> (B, heads, column cells, pixels of the cell, ch)."""
+    def _cells(self, left: int, stop: int) -> _CellColumns:
+        """The column cells of columns [left, stop), as tensors; tiles repeat, so cached."""
+        key = (left, stop)
+        if key not in self._columns:
+            first, index, padding, width = self.cols.cells_in(left, stop)
+            self._columns[key] = _CellColumns(
+                slice(first, first + len(index) // width),
+                torch.as_tensor(index, device=self.device),
+                torch.as_tensor(padding, device=self.device) if len(padding) else None,
+                width,
+            )
+        return self._columns[key]
+
+    @staticmethod
+    def _gather(x: Tensor, cells: _CellColumns) -> Tensor:
+        """(B, r, w, heads, ch) -> (B, heads, column cells, pixels of the cell, ch)."""
         b, r, _, heads, ch = x.shape
-        cells = x.permute(0, 3, 2, 1, 4).index_select(2, self._index)  # B, heads, slots, r, ch
-        if self._padding is not None:
-            cells.index_fill_(2, self._padding, 0)
-        return cells.view(b, heads, -1, self._width * r, ch)
+        gathered = x.permute(0, 3, 2, 1, 4).index_select(2, cells.index)  # B, heads, slots, r, ch
+        if cells.padding is not None:
+            gathered.index_fill_(2, cells.padding, 0)
+        return gathered.view(b, heads, -1, cells.width * r, ch)
 
-    def add(self, q: Tensor, k: Tensor, top: int) -> None:
-        """Add rows [top, top + r) of q and k, each (B, r, W, heads, ch)."""
+    def add(self, q: Tensor, k: Tensor, top: int, left: int = 0) -> None:
+        """Add the tile of q and k at rows [top, top + r), columns [left, left + w); each
+        (B, r, w, heads, ch)."""
         stop = top + q.shape[1]
+        cells = self._cells(left, left + q.shape[2])
         bounds = self.rows.cell_bounds
         y = top
         while y < stop:
             cell = int(self.rows.cell_of[y])
             end = min(stop, bounds[cell + 1])
-            qc = self._gather(q[:, y - top : end - top])
-            kc = self._gather(k[:, y - top : end - top])
-            self.gram[:, :, cell] += qc.transpose(-2, -1) @ kc
-            self.q_sq[:, :, cell] += qc.square().sum(dim=-2, dtype=self.dtype)
-            self.k_sq[:, :, cell] += kc.square().sum(dim=-2, dtype=self.dtype)
+            qc = self._gather(q[:, y - top : end - top], cells)
+            kc = self._gather(k[:, y - top : end - top], cells)
+            self.gram[:, :, cell, cells.span] += qc.transpose(-2, -1) @ kc
+            self.q_sq[:, :, cell, cells.span] += qc.square().sum(dim=-2, dtype=self.dtype)
+            self.k_sq[:, :, cell, cells.span] += kc.square().sum(dim=-2, dtype=self.dtype)
             y = end
 
     def attention_maps(self, temperature: Tensor) -> Tensor:
@@ -397,6 +418,16 @@ class CellStatistics:
         q_norm, k_norm = q_norm.clamp_min(NORM_EPS), k_norm.clamp_min(NORM_EPS)
         logits = gram / (q_norm[..., :, None] * k_norm[..., None, :]) * temperature.to(self.dtype)
         return logits.softmax(dim=-1)
+
+
+@dataclass(frozen=True)
+class _CellColumns:
+    """The column cells a range of columns meets (see :meth:`WindowAxis.cells_in`)."""
+
+    span: slice  # of the column cells
+    index: Tensor
+    padding: Tensor | None
+    width: int
 
 
 class LocalOutput:
