@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-from restormer.cli import degrade, evaluate, export, models, restore, train, weights
+from restormer.cli import degrade, evaluate, export, models, restore, serve, train, weights
 from restormer.cli.common import app, err
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "main",
     "models",
     "restore",
+    "serve",
     "train",
     "weights",
 ]
