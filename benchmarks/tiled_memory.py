@@ -4,7 +4,7 @@ Each size runs the real command in a fresh process (read PNG, restore in tiles, 
 the peak resident memory of that process is what ``wait4`` reports when it exits.
 
     python benchmarks/tiled_memory.py [--model small|full | --weights W] [--sizes 6 24]
-                                      [--tile 256] [--bands N] [--name NAME]
+                                      [--tile 256] [--bands N] [--repeat 3] [--name NAME]
 
 The default model is a small random Restormer (dim 8), where fixed costs are lowest and
 image buffers weigh the most: the hardest case for a flat profile. With ``--bands N`` the
@@ -12,6 +12,12 @@ child does what ``restormer restore`` does (read, restore in place, write) but s
 restore after N rows of tiles: every row of tiles needs the same memory, so the peak is the
 same while a full-size model takes minutes instead of an hour. Prints a table and writes
 ``benchmarks/results/tiled_memory[-NAME].json``.
+
+The same command's peak varies from run to run by up to about 50 MiB: glibc's malloc moves
+its mmap threshold as large blocks are freed, so how much of the forward pass's freed memory
+stays resident depends on the order in which threads allocate. Each size therefore runs
+``--repeat`` times (sizes interleaved) and the median peak is reported, with every run in
+the JSON.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import contextlib
 import json
 import math
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -121,6 +128,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=float, nargs="+", default=[6, 24], help="megapixels")
     parser.add_argument("--tile", type=int, default=256)
     parser.add_argument("--bands", type=int, help="stop each restore after N tile rows")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per size (median reported)")
     parser.add_argument("--name", default="", help="suffix of the JSON file name")
     args = parser.parse_args()
     rows = []
@@ -132,6 +140,7 @@ def main() -> None:
             model = Restormer(**SMALL) if args.model == "small" else Restormer()
             weights = save_weights(model, work / f"{args.model}.safetensors")
             del model
+        commands = {}
         for megapixels in sorted(args.sizes):
             image = synthetic_photo(megapixels)
             src = write_image(work / f"{megapixels:g}mp.png", image)
@@ -144,19 +153,30 @@ def main() -> None:
                 command = [sys.executable, "-m", "restormer", "restore", str(src), "-o",
                            str(work / "out"), "-w", str(weights), "--tile", str(args.tile),
                            "--overwrite"]  # fmt: skip
-            peak, seconds = run_child(command)
+            commands[megapixels] = command
+        runs: dict[float, list[tuple[float, float]]] = {mp: [] for mp in commands}
+        for _ in range(max(1, args.repeat)):  # interleaved: drifting load hits every size alike
+            for megapixels, command in commands.items():
+                peak, seconds = run_child(command)
+                runs[megapixels].append((peak, seconds))
+                print(f"{megapixels:>6g} MP  tile {args.tile}  peak {peak:8.1f} MiB  "
+                      f"{seconds:6.1f} s", flush=True)  # fmt: skip
+        for megapixels, samples in runs.items():
+            peak = statistics.median(p for p, _ in samples)
+            seconds = statistics.median(t for _, t in samples)
             rows.append({"megapixels": megapixels, "peak_rss_mib": round(peak, 1),
-                         "seconds": round(seconds, 1)})  # fmt: skip
-            line = f"{megapixels:>6g} MP  tile {args.tile}  peak {peak:8.1f} MiB  {seconds:6.1f} s"
-            print(line, flush=True)
+                         "seconds": round(seconds, 1),
+                         "peak_rss_mib_runs": [round(p, 1) for p, _ in samples]})  # fmt: skip
+            print(f"{megapixels:>6g} MP  median peak {peak:8.1f} MiB", flush=True)
     ratio = rows[-1]["peak_rss_mib"] / rows[0]["peak_rss_mib"]
-    print(f"largest / smallest peak: {ratio:.3f}")
+    print(f"largest / smallest median peak: {ratio:.3f}")
     RESULTS.mkdir(exist_ok=True)
     report = {
         "benchmark": "tiled_memory",
         "weights": str(args.weights) if args.weights else MODEL_NAMES[args.model],
         "tile": args.tile,
         "bands": args.bands or "all",
+        "repeat": max(1, args.repeat),
         "rows": rows,
         "peak_ratio": round(ratio, 4),
         "machine": platform.platform(),

@@ -23,7 +23,7 @@ from restormer.tasks import TASKS
 from restormer.train import load_options
 from restormer.train.checkpoint import ExperimentDir, load_state, newest_state
 from restormer.train.validation import validate
-from restormer.weights import model_from_checkpoint, read_checkpoint, save_weights
+from restormer.weights import load_model, save_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 FP16_TOLERANCE_DB = 0.005
@@ -74,7 +74,7 @@ def main() -> None:
 
     target = shipped_path(args.task)
     if target.is_file():
-        old = score(model_from_checkpoint(read_checkpoint(target), str(target)))
+        old = score(load_model(target))
         print(f"shipped model: {metric} {old:.4f}")
         if old >= new and not args.force:
             print("not better: nothing shipped")

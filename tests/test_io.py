@@ -7,7 +7,9 @@ import io
 import os
 import stat
 import struct
+import tracemalloc
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from hypothesis.extra import numpy as hnp
 from PIL import Image, ImageCms, ImageOps
 
 from restormer import io as rio
+from restormer.files import write_atomically
 from restormer.io import (
     ImageData,
     ImageFileError,
@@ -79,6 +82,12 @@ def png_chunks(png: bytes) -> list[tuple[bytes, bytes]]:
         chunks.append((kind, data))
         pos += 12 + length
     return chunks
+
+
+def insert_after_ihdr(png: bytes, chunk: bytes) -> bytes:
+    """Insert ``chunk`` right after IHDR (signature 8 + IHDR 25 bytes): tRNS, eXIf, iCCP."""
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and png[12:16] == b"IHDR"
+    return png[:33] + chunk + png[33:]
 
 
 def leftovers(directory: Path) -> list[str]:
@@ -272,7 +281,7 @@ def test_16bit_png_colour_key_becomes_alpha(tmp_path):
     rgb[0, 0] = (5, 6, 7)
     png = cv2.imencode(".png", rgb[..., ::-1])[1].tobytes()
     trns = rio._png_chunk(b"tRNS", struct.pack(">HHH", 5, 6, 7))
-    (tmp_path / "key.png").write_bytes(rio._insert_after_ihdr(png, trns))
+    (tmp_path / "key.png").write_bytes(insert_after_ihdr(png, trns))
     got = read_image(tmp_path / "key.png")
     np.testing.assert_array_equal(got.pixels, rgb)
     assert got.alpha[0, 0] == 0
@@ -401,7 +410,7 @@ def test_exif_orientation_png_rgba_matches_pillow(tmp_path, orientation):
 def test_exif_orientation_16bit_png_and_tiff(tmp_path, orientation):
     stored, alpha = noise((H, W, 3), np.uint16), noise((H, W), np.uint16, seed=2)
     png = cv2.imencode(".png", np.dstack([stored[..., ::-1], alpha]))[1].tobytes()
-    (tmp_path / "o.png").write_bytes(rio._insert_after_ihdr(png, exif_chunk(orientation)))
+    (tmp_path / "o.png").write_bytes(insert_after_ihdr(png, exif_chunk(orientation)))
     tag = [(274, "H", 1, orientation, False)]
     tifffile.imwrite(tmp_path / "o.tif", stored, photometric="rgb", extratags=tag)
     gray_alpha = np.dstack([stored[..., 0], alpha])
@@ -457,7 +466,7 @@ def test_icc_profile_survives_read_write_read(tmp_path, srgb, suffix, dtype):
         tifffile.imwrite(source, pixels, photometric="rgb", iccprofile=srgb)
     elif dtype == np.uint16:
         png = cv2.imencode(".png", pixels[..., ::-1])[1].tobytes()
-        source.write_bytes(rio._insert_after_ihdr(png, rio._iccp_chunk(srgb)))
+        source.write_bytes(insert_after_ihdr(png, rio._iccp_chunk(srgb)))
     else:
         Image.fromarray(pixels).save(source, icc_profile=srgb)
     first = read_image(source)
@@ -469,16 +478,17 @@ def test_icc_profile_survives_read_write_read(tmp_path, srgb, suffix, dtype):
         assert im.info.get("icc_profile") == srgb  # other readers see it too
 
 
-def test_iccp_chunk_is_valid_and_right_after_ihdr(srgb):
-    png = cv2.imencode(".png", noise((4, 5, 3), np.uint16))[1].tobytes()
-    chunks = png_chunks(rio._insert_after_ihdr(png, rio._iccp_chunk(srgb)))
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_iccp_chunk_is_valid_and_right_after_ihdr(tmp_path, srgb, layout, dtype):
+    pixels, alpha = sample(layout, dtype, lossless=True)
+    out = write_image(tmp_path / "x.png", pixels, alpha=alpha, icc_profile=srgb)
+    chunks = png_chunks(out.read_bytes())  # checks every CRC
     assert [kind for kind, _ in chunks[:2]] == [b"IHDR", b"iCCP"]
+    assert {kind for kind, _ in chunks[2:-1]} == {b"IDAT"} and chunks[-1] == (b"IEND", b"")
     name, rest = chunks[1][1].split(b"\x00", 1)
     assert name == b"icc" and rest[0] == 0  # compression method 0
     assert zlib.decompress(rest[1:]) == srgb
-    assert [k for k, _ in chunks if k != b"iCCP"] == [k for k, _ in png_chunks(png)]
-    with pytest.raises(ValueError):
-        rio._insert_after_ihdr(b"not a png", b"")
 
 
 def test_written_16bit_png_is_really_16bit(tmp_path, srgb):
@@ -516,6 +526,7 @@ def test_max_pixels_refuses_before_decoding(huge_png, monkeypatch):
 
     monkeypatch.setattr(rio, "_decode_with_pillow", no_decoding)
     monkeypatch.setattr(rio, "_decode_png_with_cv2", no_decoding)
+    monkeypatch.setattr(rio, "_opencv_read", no_decoding)
     monkeypatch.setattr(rio, "_tiff_samples", no_decoding)
     before = Image.MAX_IMAGE_PIXELS
     with pytest.raises(ImageFileError) as excinfo:
@@ -853,6 +864,342 @@ def test_write_unwritable_directory_for_real(tmp_path):
         assert list(locked.iterdir()) == []
     finally:
         locked.chmod(stat.S_IRWXU)
+
+
+# --------------------------------------------------------------------------------------------
+# memory: OpenCV decodes straight into the result where it matches Pillow; encoders stream
+
+
+def photo(height: int = 48, width: int = 64, channels: int = 3, dtype: type = np.uint8):
+    """Smooth waves plus noise: realistic for JPEG, and every PNG filter type wins some rows."""
+    rng = np.random.default_rng(11)
+    y, x = np.mgrid[0:height, 0:width]
+    planes = [np.sin(x / (3 + 2 * c)) * np.cos(y / (4 + c)) for c in range(channels)]
+    arr = np.stack(planes, axis=-1) * 0.4 + 0.5 + rng.normal(0, 0.02, (height, width, channels))
+    max_value = np.iinfo(dtype).max
+    return np.clip(np.round(arr * max_value), 0, max_value).astype(dtype)
+
+
+def read_spied(monkeypatch, path: Path, *, opencv: bool = True) -> tuple[ImageData, list[str]]:
+    """read_image(path), with the OpenCV path allowed or not, and which decoders ran."""
+    ran: list[str] = []
+    for name in ("_opencv_read", "_decode_with_pillow"):
+        real = getattr(rio, name)
+
+        def spy(*args, _real=real, _name=name, **kwargs):
+            ran.append(_name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(rio, name, spy)
+    if not opencv:
+        monkeypatch.setattr(rio, "_opencv_channels", lambda *args: None)
+    try:
+        return read_image(path), ran
+    finally:
+        monkeypatch.undo()
+
+
+def assert_same_image(a: ImageData, b: ImageData) -> None:
+    np.testing.assert_array_equal(a.pixels, b.pixels)
+    assert a.pixels.dtype == b.pixels.dtype
+    if b.alpha is None:
+        assert a.alpha is None
+    else:
+        np.testing.assert_array_equal(a.alpha, b.alpha)
+    assert (a.icc_profile, a.format) == (b.icc_profile, b.format)
+
+
+def save_mpo(path: Path) -> None:
+    first, second = Image.fromarray(photo()), Image.fromarray(photo()[::-1].copy())
+    first.save(path, "MPO", save_all=True, append_images=[second])
+
+
+OPENCV_CASES = {
+    "gray.png": lambda p: Image.fromarray(photo(channels=1)[..., 0]).save(p),
+    "gray16.png": lambda p: Image.fromarray(photo(channels=1, dtype=np.uint16)[..., 0]).save(p),
+    "rgb.png": lambda p: Image.fromarray(photo()).save(p),
+    "rgba.png": lambda p: Image.fromarray(photo(channels=4)).save(p),
+    "rgb_opencv.png": lambda p: cv2.imwrite(str(p), photo()),
+    "rgb_icc_exif.png": lambda p: Image.fromarray(photo()).save(
+        p, icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes(),
+        exif=exif_with(6),
+    ),
+    "gray.jpg": lambda p: Image.fromarray(photo(channels=1)[..., 0]).save(p, quality=90),
+    "rgb444.jpg": lambda p: Image.fromarray(photo()).save(p, quality=95, subsampling=0),
+    "rgb420.jpg": lambda p: Image.fromarray(photo(47, 63)).save(p, quality=80, subsampling=2),
+    "progressive.jpg": lambda p: Image.fromarray(photo()).save(p, progressive=True),
+    "rotated_icc.jpg": lambda p: Image.fromarray(photo()).save(
+        p, exif=exif_with(8),
+        icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes(),
+    ),
+    "camera.mpo": save_mpo,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", OPENCV_CASES)
+def test_opencv_and_pillow_decode_identically(tmp_path, monkeypatch, name):
+    path = tmp_path / name
+    OPENCV_CASES[name](path)
+    fast, ran = read_spied(monkeypatch, path)
+    assert ran == ["_opencv_read"]
+    slow, ran = read_spied(monkeypatch, path, opencv=False)
+    assert ran == ["_decode_with_pillow"]
+    assert_same_image(fast, slow)
+    for arr in (fast.pixels, fast.alpha):
+        assert arr is None or (arr.flags.c_contiguous and arr.flags.writeable)
+
+
+def png_without_iend(path: Path) -> None:
+    Image.fromarray(photo()).save(path)
+    path.write_bytes(path.read_bytes()[:-12])
+
+
+def png_with_exif_after_pixels(path: Path) -> None:
+    png = encoded("PNG", photo())
+    path.write_bytes(png[:-12] + exif_chunk(6) + png[-12:])
+
+
+PILLOW_CASES = {
+    "palette.png": lambda p: Image.fromarray(photo()).quantize(16).save(p),
+    "colour_key.png": lambda p: Image.fromarray(photo()).save(p, transparency=(1, 2, 3)),
+    "gray_alpha.png": lambda p: Image.fromarray(photo(channels=2), "LA").save(p),
+    "bilevel.png": lambda p: Image.fromarray(photo(channels=1)[..., 0]).convert("1").save(p),
+    "animated.png": lambda p: Image.fromarray(photo()).save(
+        p, save_all=True, append_images=[Image.fromarray(photo()[::-1].copy())]
+    ),
+    "no_iend.png": png_without_iend,
+    "exif_after_pixels.png": png_with_exif_after_pixels,
+    "cmyk.jpg": lambda p: Image.fromarray(photo()).convert("CMYK").save(p),
+    "trailer.jpg": lambda p: p.write_bytes(encoded("JPEG", photo()) + b"camera trailer"),
+    "rgb.tif": lambda p: Image.fromarray(photo()).save(p),
+    "rgb.webp": lambda p: Image.fromarray(photo()).save(p, lossless=True),
+}
+
+
+@pytest.mark.parametrize("name", PILLOW_CASES)
+def test_layouts_opencv_would_change_stay_with_pillow(tmp_path, monkeypatch, name):
+    path = tmp_path / name
+    PILLOW_CASES[name](path)
+    image, ran = read_spied(monkeypatch, path)
+    assert ran == ["_decode_with_pillow"]
+    assert image.pixels.flags.c_contiguous and image.pixels.flags.writeable
+
+
+@pytest.mark.parametrize(
+    "break_opencv",
+    [
+        pytest.param(lambda m: m.setattr(cv2, "imread", lambda *a: None), id="imread-fails"),
+        pytest.param(
+            lambda m: m.setattr(rio, "_OPENCV_ALLOCATES_WITH_NUMPY", False), id="opencv-4.8"
+        ),
+        pytest.param(lambda m: m.setattr(rio, "_opencv_can_open", lambda p: False), id="name"),
+    ],
+)
+@pytest.mark.parametrize("name", ["rgba.png", "rgb444.jpg", "gray16.png"])
+def test_opencv_fallbacks_give_the_same_image(tmp_path, monkeypatch, break_opencv, name):
+    path = tmp_path / name
+    OPENCV_CASES[name](path)
+    expected, _ = read_spied(monkeypatch, path, opencv=False)
+    break_opencv(monkeypatch)
+    assert_same_image(read_image(path), expected)
+
+
+@pytest.mark.parametrize(
+    "break_opencv",
+    [
+        lambda m: m.setattr(rio, "_OPENCV_ALLOCATES_WITH_NUMPY", False),
+        lambda m: m.setattr(rio, "_opencv_can_open", lambda p: False),
+    ],
+)
+@pytest.mark.parametrize("layout", ["rgb", "rgba", "gray_alpha"])
+def test_16bit_colour_png_through_every_opencv_route(tmp_path, monkeypatch, break_opencv, layout):
+    pixels, alpha = sample(layout, np.uint16, lossless=True)
+    path = write_image(tmp_path / "x.png", pixels, alpha=alpha)
+    expected = read_image(path)
+    break_opencv(monkeypatch)
+    assert_same_image(read_image(path), expected)
+
+
+def test_opencv_reads_non_ascii_names(tmp_path, monkeypatch):
+    path = tmp_path / "fotó 1.png"
+    Image.fromarray(photo()).save(path)
+    image, ran = read_spied(monkeypatch, path)
+    assert ran == ["_opencv_read"]  # by name where OpenCV can open it, else from the bytes
+    np.testing.assert_array_equal(image.pixels, photo())
+
+
+@pytest.mark.parametrize(
+    ("channels", "colour"),
+    [(4, (2, 1, 0)), (4, (0, 1, 2)), (4, (0,)), (2, (0,)), (3, (1, 0))],
+)
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_separate_alpha_in_place_matches_indexing(monkeypatch, channels, colour, dtype):
+    monkeypatch.setattr(rio, "_STRIP_BYTES", 40)  # many strips, odd boundaries
+    arr = noise((13, 17, channels), dtype)
+    expected_pixels, expected_alpha = arr[..., list(colour)].copy(), arr[..., -1].copy()
+    pixels, alpha = rio._separate_alpha(arr, colour)
+    np.testing.assert_array_equal(pixels, expected_pixels)
+    np.testing.assert_array_equal(alpha, expected_alpha)
+    assert np.shares_memory(pixels, arr) and np.shares_memory(alpha, arr)
+    assert pixels.flags.c_contiguous and alpha.flags.c_contiguous
+
+
+def idat_filter_types(png: bytes, row_bytes: int) -> set[int]:
+    data = b"".join(payload for kind, payload in png_chunks(png) if kind == b"IDAT")
+    rows = np.frombuffer(zlib.decompress(data), np.uint8).reshape(-1, row_bytes + 1)
+    return set(rows[:, 0].tolist())
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_streamed_png_is_exact_across_strips(tmp_path, monkeypatch, layout, dtype):
+    monkeypatch.setattr(rio, "_STRIP_BYTES", 1000)  # a few rows per strip
+    channels, has_alpha = LAYOUTS[layout]
+    full = photo(40, 56, channels + has_alpha, dtype)
+    pixels, alpha = full[..., :channels], (full[..., -1] if has_alpha else None)
+    out = write_image(tmp_path / "x.png", pixels, alpha=alpha)
+    # Independent decoders agree: OpenCV (B, G, R order) and, for 8 bits, Pillow.
+    back = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
+    back = back[..., None] if back.ndim == 2 else back
+    if back.shape[2] >= 3:
+        back = np.concatenate([back[..., 2::-1], back[..., 3:]], axis=2)
+    if layout == "gray_alpha":  # OpenCV expands gray+alpha to four channels
+        back = back[..., [0, 3]]
+    np.testing.assert_array_equal(back, full)
+    if dtype == np.uint8:
+        with Image.open(out) as im:
+            np.testing.assert_array_equal(np.asarray(im).reshape(full.shape), full)
+    row_bytes = 56 * (channels + has_alpha) * np.dtype(dtype).itemsize
+    assert len(idat_filter_types(out.read_bytes(), row_bytes)) >= 3  # adaptive filtering
+
+
+def test_png_filters_are_all_used_and_exact(monkeypatch):
+    # Rows built so that each filter type is the cheapest for at least one of them.
+    monkeypatch.setattr(rio, "_STRIP_BYTES", 300)
+    rng = np.random.default_rng(3)
+    ramp = np.arange(60, dtype=np.uint8)[None, :, None].repeat(3, axis=2)
+    rows = [
+        rng.integers(0, 256, (1, 60, 3), dtype=np.uint8) // 8,  # small values: None
+        ramp * 7,  # constant step: Sub
+        ramp * 7,  # same as above: Up
+        np.zeros((1, 60, 3), np.uint8),
+        photo(6, 60),
+    ]
+    arr = np.concatenate(rows, axis=0)
+    buffer = io.BytesIO()
+    rio._write_png(buffer, samples=arr, alpha=None, icc=None)
+    with Image.open(io.BytesIO(buffer.getvalue())) as im:
+        np.testing.assert_array_equal(np.asarray(im), arr)
+    assert idat_filter_types(buffer.getvalue(), 60 * 3) >= {0, 1, 2}
+
+
+def traced_peak(function: Callable[[], object]) -> int:
+    """Peak bytes numpy and Python allocated while ``function`` ran (its result included)."""
+    tracemalloc.start()
+    try:
+        function()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize(("channels", "suffix"), [(3, ".png"), (4, ".png"), (3, ".jpg")])
+def test_reading_makes_no_whole_image_copies(tmp_path, channels, suffix):
+    pixels = photo(300, 400, channels)
+    path = tmp_path / f"x{suffix}"
+    Image.fromarray(pixels).save(path, quality=95)
+    read_image(path)  # first use imports Pillow's plugins: not what is measured
+    # The result itself, alpha's temporary plane, a strip: far below two images.
+    assert traced_peak(lambda: read_image(path)) < 1.3 * pixels.nbytes + rio._STRIP_BYTES
+
+
+@pytest.mark.parametrize(
+    ("suffix", "dtype", "has_alpha"),
+    [(".png", np.uint8, False), (".png", np.uint8, True), (".png", np.uint16, True),
+     (".tif", np.uint16, False), (".tif", np.uint16, True)],
+)  # fmt: skip
+def test_writing_streams_without_whole_image_copies(
+    tmp_path, monkeypatch, suffix, dtype, has_alpha
+):
+    monkeypatch.setattr(rio, "_STRIP_BYTES", 1 << 14)
+    write_image(tmp_path / f"warm-up{suffix}", photo(8, 8, 3, dtype))  # first-use imports
+    peaks = []
+    for height in (200, 1600):
+        full = photo(height, 400, 3 + has_alpha, dtype)
+        pixels, alpha = full[..., :3].copy(), (full[..., 3].copy() if has_alpha else None)
+        out = tmp_path / f"{height}{suffix}"
+        peaks.append(traced_peak(lambda: write_image(out, pixels, alpha=alpha)))  # noqa: B023
+    # Neither an interleaved RGBA copy nor the encoded file: 8x the image, the same peak
+    # (zlib's state and one strip's filter arrays), where one copy would add 7/8 of the image.
+    assert peaks[1] < peaks[0] + (1 << 16) < full.nbytes / 2
+
+
+def test_streamed_encoder_failure_leaves_no_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(rio, "_STRIP_BYTES", 1000)
+    real_filter, calls = rio._png_filter, []
+
+    def fail_midway(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise ValueError("simulated\nencoder failure")
+        return real_filter(*args)
+
+    monkeypatch.setattr(rio, "_png_filter", fail_midway)
+    out = tmp_path / "x.png"
+    with pytest.raises(ImageFileError) as excinfo:
+        write_image(out, photo())
+    assert one_line(excinfo) == f"{out}: cannot encode as PNG: simulated encoder failure"
+    assert list(tmp_path.iterdir()) == []
+    out.write_bytes(b"original")
+    calls.clear()
+    with pytest.raises(ImageFileError, match="cannot encode as PNG"):
+        write_image(out, photo(), overwrite=True)
+    assert out.read_bytes() == b"original"
+    assert leftovers(tmp_path) == []
+
+
+def test_streamed_write_failure_is_a_write_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(rio, "_STRIP_BYTES", 1000)
+    real_rows, calls = rio._png_rows, []
+
+    def disk_full_midway(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_rows(*args)
+
+    monkeypatch.setattr(rio, "_png_rows", disk_full_midway)
+    out = tmp_path / "x.png"
+    with pytest.raises(ImageFileError) as excinfo:
+        write_image(out, photo())
+    assert one_line(excinfo) == f"{out}: cannot write: no space left on device"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_atomically_streams_into_a_hidden_temporary_file(tmp_path):
+    target = tmp_path / "out.bin"
+    seen: list[str] = []
+
+    def write(file):
+        seen.extend(p.name for p in tmp_path.iterdir())
+        file.write(b"first part, ")
+        file.write(b"second part")
+
+    write_atomically(target, write)
+    assert target.read_bytes() == b"first part, second part"
+    assert len(seen) == 1 and seen[0].startswith(".out.bin.") and seen[0].endswith(".tmp")
+
+    def fail(file):
+        file.write(b"partial")
+        raise RuntimeError("stopped midway")
+
+    with pytest.raises(RuntimeError, match="stopped midway"):
+        write_atomically(target, fail, overwrite=True)
+    assert target.read_bytes() == b"first part, second part"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
+    with pytest.raises(RuntimeError):
+        write_atomically(tmp_path / "new.bin", fail)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin"]
 
 
 # --------------------------------------------------------------------------------------------

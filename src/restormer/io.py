@@ -9,7 +9,9 @@ alone would be lax:
 * EXIF orientation is applied, and the ICC profile is carried so that colours survive a round trip;
 * decompression bombs are refused from the header, before any pixel is decoded;
 * truncated or corrupt files are errors, never half-grey images;
-* writes are atomic and never clobber an existing file unless asked to.
+* writes are atomic and never clobber an existing file unless asked to;
+* memory stays close to the image itself: common files decode straight into the result array,
+  and encoders stream into the output file instead of building it in memory.
 
 Every problem a user can cause (bad path, bad file, existing output) is reported as a one-line
 :class:`ImageFileError` that names the file. Programming errors (wrong array shape or dtype,
@@ -19,15 +21,17 @@ invalid arguments) raise plain :class:`ValueError`.
 from __future__ import annotations
 
 import contextlib
-import io
+import functools
 import os
+import re
 import stat
 import struct
 import threading
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -234,92 +238,142 @@ class _PillowBombCheckSuspender:
 _PILLOW_BOMB_CHECK_SUSPENDED = _PillowBombCheckSuspender()
 
 
+_HEAD_BYTES = 64
+"""How much of the file start read_image keeps: magic numbers and the PNG IHDR (33 bytes)."""
+_STRIP_BYTES = 1 << 18
+"""Working-set size of the strip-by-strip loops (channel moves, PNG filters): small next to any
+photo, large enough that numpy's per-call overhead does not show."""
+
+
+def _opencv_version() -> tuple[int, int]:
+    match = re.match(r"(\d+)\.(\d+)", cv2.__version__)
+    return (int(match[1]), int(match[2])) if match else (0, 0)
+
+
+_OPENCV_ALLOCATES_WITH_NUMPY = _opencv_version() >= (4, 10)
+"""OpenCV 4.10 added ``imread(filename, dst, flags)``; with ``dst=None`` the decoder writes into an
+array numpy allocated. The classic ``imread(filename, flags)`` decodes into OpenCV's own buffer,
+which the Python binding then copies: two whole images at the peak instead of one."""
+
+
+@dataclass(frozen=True)
+class _Source:
+    """An image file being read: the open file, its path and name, and its first bytes."""
+
+    file: BinaryIO
+    path: Path
+    name: str
+    head: bytes
+
+
 def read_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageData:
     """Decode an image file at its native bit depth, upright, with its ICC profile.
 
     Reads PNG, JPEG, TIFF, WebP and BMP, whatever the file is called. Images larger than
     ``max_pixels`` are refused from the header, before decoding. Every failure is an
     :class:`ImageFileError` whose message names ``path``.
+
+    Memory: the file is never held in memory as a whole. 8/16-bit PNG and JPEG (gray, RGB,
+    RGBA) decode straight into the returned array (OpenCV, verified to give Pillow's samples),
+    so reading them takes about one image's worth of memory; other layouts and formats go
+    through Pillow or tifffile.
     """
     name = str(path)
-    data = _read_bytes(Path(path), name)
-    try:
-        with _PILLOW_BOMB_CHECK_SUSPENDED:
-            return _decode(data, name, max_pixels)
-    except ImageFileError:
-        raise
-    except MemoryError as exc:
-        raise _error(name, "not enough memory to decode this image") from exc
-    except Image.DecompressionBombError as exc:  # only if another thread re-enabled the check
-        raise _error(name, "image too large (Pillow's decompression-bomb check)") from exc
-    except _DECODE_ERRORS as exc:
-        raise _error(name, "truncated or corrupt image file") from exc
+    with _open_for_reading(Path(path), name) as source:
+        try:
+            with _PILLOW_BOMB_CHECK_SUSPENDED:
+                return _decode(source, max_pixels)
+        except ImageFileError:
+            raise
+        except MemoryError as exc:
+            raise _error(name, "not enough memory to decode this image") from exc
+        except Image.DecompressionBombError as exc:  # only if another thread re-enabled the check
+            raise _error(name, "image too large (Pillow's decompression-bomb check)") from exc
+        except _DECODE_ERRORS as exc:
+            raise _error(name, "truncated or corrupt image file") from exc
 
 
-def _read_bytes(path: Path, name: str) -> bytes:
-    """Read the whole file, turning every OS-level failure into a one-line error."""
+@contextlib.contextmanager
+def _open_for_reading(path: Path, name: str) -> Iterator[_Source]:
+    """Open the file and read its first bytes, turning every OS-level failure into one line."""
     try:
         mode = os.stat(path).st_mode
         if stat.S_ISDIR(mode):
             raise _error(name, "is a directory")
         if not stat.S_ISREG(mode):  # a FIFO or device could block or never end
             raise _error(name, "not a regular file")
-        with open(path, "rb") as file:
-            data = file.read()
-    except (FileNotFoundError, NotADirectoryError) as exc:
-        raise _error(name, "no such file") from exc
-    except IsADirectoryError as exc:
-        raise _error(name, "is a directory") from exc
-    except PermissionError as exc:
-        raise _error(name, "permission denied") from exc
+        file = open(path, "rb")  # noqa: SIM115 (closed by the with statement below)
     except OSError as exc:
-        raise _error(name, f"cannot read: {exc.strerror or exc}") from exc
-    if not data:
-        raise _error(name, "empty file")
-    return data
+        raise _read_error(name, exc) from exc
+    with file:
+        try:
+            head = file.read(_HEAD_BYTES)
+        except OSError as exc:
+            raise _read_error(name, exc) from exc
+        if not head:
+            raise _error(name, "empty file")
+        yield _Source(file, path, name, head)
 
 
-def _sniff(data: bytes) -> str | None:
+def _read_error(name: str, exc: OSError) -> ImageFileError:
+    if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+        return _error(name, "no such file")
+    if isinstance(exc, IsADirectoryError):
+        return _error(name, "is a directory")
+    if isinstance(exc, PermissionError):
+        return _error(name, "permission denied")
+    return _error(name, f"cannot read: {exc.strerror or exc}")
+
+
+def _sniff(head: bytes) -> str | None:
     """The format named by the file's magic number, if it is one read_image supports."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "WEBP"
     for signature, fmt in _SIGNATURES:
-        if data.startswith(signature):
+        if head.startswith(signature):
             return fmt
     return None
 
 
-def _decode(data: bytes, name: str, max_pixels: int) -> ImageData:
-    """Pick the decoder for ``data``; Pillow parses the header in every case it can."""
+def _decode(src: _Source, max_pixels: int) -> ImageData:
+    """Pick the decoder; Pillow parses the header (only the header) in every case it can."""
+    src.file.seek(0)
     try:
-        im = Image.open(io.BytesIO(data), formats=_READ_FORMATS)
+        im = Image.open(src.file, formats=_READ_FORMATS)
     except UnidentifiedImageError:
-        sniffed = _sniff(data)
+        sniffed = _sniff(src.head)
         if sniffed == "TIFF":  # e.g. 16-bit gray+alpha or float RGB, which Pillow cannot open
-            return _decode_tiff(data, name, max_pixels)
+            return _decode_tiff(src, max_pixels)
         if sniffed is not None:
-            raise _error(name, "truncated or corrupt image file") from None
-        raise _unrecognised(data, name) from None
-    with im:
+            raise _error(src.name, "truncated or corrupt image file") from None
+        raise _unrecognised(src) from None
+    with im:  # a file object Pillow did not open stays open
         if im.format == "TIFF" and _is_16bit_colour_tiff(im):
-            return _decode_tiff(data, name, max_pixels)
-        return _decode_opened(im, data, name, max_pixels)
+            return _decode_tiff(src, max_pixels)
+        return _decode_opened(im, src, max_pixels)
 
 
-def _decode_opened(im: Image.Image, data: bytes, name: str, max_pixels: int) -> ImageData:
-    """Decode an image Pillow has opened: with Pillow, or OpenCV for 16-bit colour PNG."""
-    _check_pixel_limit(im.width, im.height, max_pixels, name)
-    with_cv2 = im.format == "PNG" and _is_16bit_colour_png(data)
-    decoder = _decode_png_with_cv2 if with_cv2 else _decode_with_pillow
-    if im.format == "PNG" and "exif" not in im.info and b"eXIf" in data:
-        # eXIf after the image data: Pillow finds it only by loading the image.
-        pixels, alpha = decoder(im, data, name)
-        orientation = _exif_orientation(im.getexif)
+_Decoder = Callable[[Image.Image, _Source], tuple[np.ndarray, np.ndarray | None]]
+
+
+def _decode_opened(im: Image.Image, src: _Source, max_pixels: int) -> ImageData:
+    """Decode an image Pillow has opened, with OpenCV where it is exact and leaner, else Pillow."""
+    _check_pixel_limit(im.width, im.height, max_pixels, src.name)
+    chunks = _png_chunk_types(src.file) if im.format == "PNG" else None
+    # eXIf after the image data: Pillow finds it only by loading the image. Unknown (None) for a
+    # PNG whose chunk structure is broken; decoding will tell.
+    exif_after_pixels = (
+        im.format == "PNG" and "exif" not in im.info and (chunks is None or b"eXIf" in chunks)
+    )
+    decoder = _pick_decoder(im, src, chunks, exif_after_pixels)
+    if exif_after_pixels:
+        pixels, alpha = decoder(im, src)
+        orientation = _exif_orientation(im.getexif)  # loads the image if the decoder did not
     else:
         # Before decoding, because Pillow closes a TIFF file once its pixels are loaded.
         # The base-class getexif() reads only parsed metadata; PNG's override would decode.
         orientation = _exif_orientation(lambda: Image.Image.getexif(im))
-        pixels, alpha = decoder(im, data, name)
+        pixels, alpha = decoder(im, src)
         if im.format == "TIFF" and ExifTags.Base.Orientation not in im.tag_v2:
             orientation = 1  # recent Pillow rotates TIFF pixels while loading, then drops the tag
     icc = None if im.mode == "CMYK" else im.info.get("icc_profile") or None
@@ -327,16 +381,86 @@ def _decode_opened(im: Image.Image, data: bytes, name: str, max_pixels: int) -> 
     return _oriented(pixels, alpha, icc, fmt, orientation)
 
 
-def _unrecognised(data: bytes, name: str) -> ImageFileError:
+def _pick_decoder(
+    im: Image.Image, src: _Source, chunks: frozenset[bytes] | None, exif_after_pixels: bool
+) -> _Decoder:
+    """OpenCV for 16-bit colour PNG (Pillow would reduce it to 8 bits) and, unless Pillow must
+    load the image anyway for its metadata, for the layouts where it gives Pillow's samples."""
+    if im.format == "PNG" and _is_16bit_colour_png(src.head):
+        return _decode_png_with_cv2
+    channels = None if exif_after_pixels else _opencv_channels(im, src, chunks)
+    if channels is None:
+        return _decode_with_pillow
+    return functools.partial(_decode_with_opencv, channels=channels)
+
+
+def _opencv_channels(im: Image.Image, src: _Source, chunks: frozenset[bytes] | None) -> int | None:
+    """Channels OpenCV decodes this file to, when it gives exactly Pillow's result; else None.
+
+    Only plain layouts qualify: 8/16-bit gray and 8-bit RGB/RGBA PNG, gray and RGB (YCbCr)
+    JPEG. Palettes, colour keys, 1/2/4-bit samples, animated PNG (which frame is "the image"
+    differs between libraries) and CMYK stay with Pillow, as do files whose structure is
+    visibly incomplete: a PNG chunk list without IEND, a JPEG without its end marker. libjpeg
+    would fill a truncated JPEG with grey where Pillow reports it, and Pillow names the
+    problem without libpng's messages on stderr.
+    """
+    if "transparency" in im.info:
+        return None
+    if im.format == "PNG":
+        depth, colour_type = src.head[24], src.head[25]
+        if chunks is None or b"IDAT" not in chunks or b"acTL" in chunks:  # acTL: animated
+            return None
+        if colour_type == 0 and depth in (8, 16):
+            return 1
+        if colour_type in (2, 6) and depth == 8:
+            return 3 if colour_type == 2 else 4
+        return None
+    if im.format in ("JPEG", "MPO") and im.mode in ("L", "RGB") and _ends_with_jpeg_eoi(src.file):
+        return 1 if im.mode == "L" else 3
+    return None
+
+
+def _png_chunk_types(file: BinaryIO) -> frozenset[bytes] | None:
+    """Types of the chunks of a PNG file, from their headers alone; None unless the chain of
+    chunks reaches IEND within the file (truncated or mangled structure)."""
+    file.seek(0, os.SEEK_END)
+    size = file.tell()
+    position, kinds = len(_PNG_SIGNATURE), set()
+    while position + 12 <= size:
+        file.seek(position)
+        length, kind = struct.unpack(">I4s", file.read(8))
+        kinds.add(kind)
+        position += 12 + length  # length, type, data, CRC
+        if kind == b"IEND":
+            return frozenset(kinds) if position <= size else None
+    return None
+
+
+def _ends_with_jpeg_eoi(file: BinaryIO) -> bool:
+    """True if the file's last two bytes are JPEG's end-of-image marker.
+
+    Entropy-coded data escapes every 0xFF byte, so a file cut short does not end in FF D9;
+    files with data after the marker (some cameras add trailers) are left to Pillow.
+    """
+    file.seek(0, os.SEEK_END)
+    if file.tell() < 4:
+        return False
+    file.seek(-2, os.SEEK_END)
+    return file.read(2) == b"\xff\xd9"
+
+
+def _unrecognised(src: _Source) -> ImageFileError:
     """Name the format if Pillow knows it (so "GIF" is not called "not an image")."""
     other = None
     # Diagnostics only (header parsing, no decoding): any failure just means "unknown".
-    with contextlib.suppress(Exception), Image.open(io.BytesIO(data)) as im:
-        other = im.format
+    with contextlib.suppress(Exception):
+        src.file.seek(0)
+        with Image.open(src.file) as im:
+            other = im.format
     if other:
         expected = "PNG, JPEG, TIFF, WebP or BMP"
-        return _error(name, f"unsupported image format {other} (expected {expected})")
-    return _error(name, "not an image file (unrecognised format)")
+        return _error(src.name, f"unsupported image format {other} (expected {expected})")
+    return _error(src.name, "not an image file (unrecognised format)")
 
 
 def _check_pixel_limit(width: int, height: int, max_pixels: int, name: str) -> None:
@@ -348,13 +472,13 @@ def _check_pixel_limit(width: int, height: int, max_pixels: int, name: str) -> N
         )
 
 
-def _is_16bit_colour_png(data: bytes) -> bool:
+def _is_16bit_colour_png(head: bytes) -> bool:
     """True for 16-bit RGB, RGBA or gray+alpha PNG, which Pillow would reduce to 8 bits.
 
     IHDR is always the first chunk: byte 24 is the bit depth, byte 25 the colour type (2 RGB,
     4 gray+alpha, 6 RGBA). Pillow reads 16-bit plain gray (type 0) exactly.
     """
-    return data[24] == 16 and data[25] in (2, 4, 6)
+    return len(head) > 25 and head[24] == 16 and head[25] in (2, 4, 6)
 
 
 def _is_16bit_colour_tiff(im: Image.Image) -> bool:
@@ -365,14 +489,12 @@ def _is_16bit_colour_tiff(im: Image.Image) -> bool:
     return max(bits if isinstance(bits, tuple) else (bits,)) == 16
 
 
-def _decode_with_pillow(
-    im: Image.Image, data: bytes, name: str
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Decode with Pillow, converting exotic modes to gray/RGB (+ alpha). ``data`` is unused."""
+def _decode_with_pillow(im: Image.Image, src: _Source) -> tuple[np.ndarray, np.ndarray | None]:
+    """Decode with Pillow, converting exotic modes to gray/RGB (+ alpha)."""
     im.load()
     mode = im.mode
     if mode in _UINT16_GRAY_MODES:
-        return np.asarray(im).astype(np.uint16)[..., None], None
+        return _pillow_pixels(im, np.uint16), None
     target = _PILLOW_CONVERSIONS.get(mode, mode)
     if mode == "P":
         target = "RGBA" if "transparency" in im.info else "RGB"
@@ -380,69 +502,154 @@ def _decode_with_pillow(
         target = "LA" if mode == "L" else "RGBA"
     if target not in ("L", "LA", "RGB", "RGBA"):
         description = _MODE_DESCRIPTIONS.get(mode, "pixel layout")
-        raise _error(name, f"unsupported pixel format: {description} (Pillow mode {mode})")
-    arr = _pillow_pixels(im if target == mode else im.convert(target))
-    return _split_alpha(arr, has_alpha=target[-1] == "A")
+        raise _error(src.name, f"unsupported pixel format: {description} (Pillow mode {mode})")
+    arr = _pillow_pixels(im if target == mode else im.convert(target), np.uint8)
+    if target[-1] != "A":
+        return arr, None
+    return _separate_alpha(arr, range(arr.shape[2] - 1))
 
 
-def _pillow_pixels(im: Image.Image, rows_per_strip: int = 256) -> np.ndarray:
-    """H x W x C array of a loaded 8-bit Pillow image, copied strip by strip.
+def _pillow_pixels(im: Image.Image, dtype: type[np.unsignedinteger]) -> np.ndarray:
+    """H x W x C array of a loaded Pillow image, copied strip by strip.
 
     ``np.asarray(im)`` goes through ``tobytes()``, which holds two more full copies of the
-    pixels while it works; strips keep the extra memory to a few rows.
+    pixels while it works; strips keep the extra memory to a few rows. 16-bit gray modes
+    (``I;16``, ``I;16B``, ...) come out as native uint16.
     """
     channels = len(im.getbands())
-    arr = np.empty((im.height, im.width, channels), dtype=np.uint8)
-    for top in range(0, im.height, rows_per_strip):
-        bottom = min(top + rows_per_strip, im.height)
+    arr = np.empty((im.height, im.width, channels), dtype=dtype)
+    rows = max(1, _STRIP_BYTES // max(1, arr[0].nbytes))
+    for top in range(0, im.height, rows):
+        bottom = min(top + rows, im.height)
         strip = np.asarray(im.crop((0, top, im.width, bottom)))
         arr[top:bottom] = strip.reshape(bottom - top, im.width, channels)
     return arr
 
 
-def _split_alpha(arr: np.ndarray, *, has_alpha: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """H x W x C (alpha last when present) -> contiguous pixels, alpha."""
-    if not has_alpha:
-        return np.ascontiguousarray(arr), None
-    return np.ascontiguousarray(arr[..., :-1]), np.ascontiguousarray(arr[..., -1])
+def _separate_alpha(arr: np.ndarray, colour: Iterable[int]) -> tuple[np.ndarray, np.ndarray]:
+    """H x W x C samples, alpha last -> (H x W x K pixels of the ``colour`` channels in that
+    order, H x W alpha), both packed into ``arr``'s own buffer.
+
+    Two fresh arrays would hold the image twice at the peak; here the colour samples move to
+    the front of the buffer a strip at a time (each strip is copied before it is written, and
+    it only overwrites samples already moved) and alpha goes behind them, so the peak is the
+    image plus one alpha plane.
+    """
+    index = list(colour)
+    height, width, channels = arr.shape
+    kept = len(index)
+    if kept + 1 > channels:
+        raise ValueError(f"cannot keep {kept} colour channels and alpha of {channels}")
+    arr = np.ascontiguousarray(arr)  # a no-op for decoder output; planar TIFF is copied
+    alpha = arr[..., -1].copy()
+    count = height * width
+    flat = arr.reshape(-1)
+    samples = arr.reshape(count, channels)
+    packed = flat[: count * kept].reshape(count, kept)
+    step = max(1, _STRIP_BYTES // max(1, samples[0].nbytes))
+    for start in range(0, count, step):
+        stop = min(start + step, count)
+        packed[start:stop] = samples[start:stop, index]  # fancy indexing: a copy of the strip
+    behind = flat[count * kept : count * (kept + 1)]
+    behind[:] = alpha.reshape(-1)
+    return packed.reshape(height, width, kept), behind.reshape(height, width)
 
 
-def _imdecode_16bit(
-    data: bytes, size: tuple[int, int], channels: tuple[int, ...], name: str
-) -> np.ndarray:
-    """OpenCV decode of 16-bit colour samples as H x W x C RGB(A) (bytes: any path works)."""
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if (
-        arr is None
-        or arr.dtype != np.uint16
-        or arr.ndim != 3
-        or arr.shape[:2] != size
-        or arr.shape[2] not in channels
-    ):
-        raise _error(name, "truncated or corrupt image file")
-    return np.concatenate([arr[..., 2::-1], arr[..., 3:]], axis=2)  # BGR(A) -> RGB(A)
+def _reverse_colour_channels(arr: np.ndarray) -> None:
+    """B, G, R (channels 0-2, OpenCV's order) -> R, G, B in place, a strip of rows at a time."""
+    rows = max(1, _STRIP_BYTES // max(1, arr[0].nbytes))
+    for top in range(0, arr.shape[0], rows):
+        strip = arr[top : top + rows, :, :3]
+        strip[...] = strip[..., ::-1]  # numpy copies an operand that overlaps the target
 
 
-def _decode_png_with_cv2(
-    im: Image.Image, data: bytes, name: str
+def _opencv_read(src: _Source, dtype: type[np.unsignedinteger]) -> np.ndarray | None:
+    """H x W x C samples as stored (B, G, R(, A) or gray), no EXIF rotation; None on failure.
+
+    OpenCV reads the file by name, straight into a numpy array where it can (see
+    _OPENCV_ALLOCATES_WITH_NUMPY). A name it cannot open (it takes UTF-8) goes through the
+    file's bytes instead, which costs the encoded file on top.
+    """
+    try:
+        if _opencv_can_open(src.path):
+            if _OPENCV_ALLOCATES_WITH_NUMPY:
+                arr = cv2.imread(str(src.path), None, cv2.IMREAD_UNCHANGED)
+            else:
+                arr = cv2.imread(str(src.path), cv2.IMREAD_UNCHANGED)
+        else:
+            src.file.seek(0)
+            data = np.frombuffer(src.file.read(), np.uint8)
+            arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+            del data
+    except cv2.error:
+        return None
+    if arr is None or arr.dtype != dtype or arr.ndim not in (2, 3):
+        return None
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+def _opencv_can_open(path: Path) -> bool:
+    """Whether OpenCV can open ``path`` by name: it passes the UTF-8 bytes of the name on."""
+    name = str(path)
+    if name.isascii():
+        return True
+    try:
+        return os.name == "posix" and os.fsencode(name) == name.encode("utf-8")
+    except UnicodeError:
+        return False
+
+
+def _from_opencv(
+    arr: np.ndarray, *, gray_alpha: bool = False
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """16-bit colour PNG. OpenCV expands gray+alpha to RGBA and a colour key to alpha."""
-    arr = _imdecode_16bit(data, (im.height, im.width), (3, 4), name)
-    if data[25] == 4:  # gray+alpha source: the three colour channels are equal
-        arr = arr[..., [0, 3]]
-    return _split_alpha(arr, has_alpha=arr.shape[2] in (2, 4))
+    """OpenCV's B, G, R(, A) or gray samples -> RGB or gray pixels and alpha, in place."""
+    channels = arr.shape[2]
+    if channels == 4:
+        return _separate_alpha(arr, (0,) if gray_alpha else (2, 1, 0))
+    if channels == 3:
+        _reverse_colour_channels(arr)
+    return arr, None
 
 
-def _decode_tiff(data: bytes, name: str, max_pixels: int) -> ImageData:
+def _decode_with_opencv(
+    im: Image.Image, src: _Source, *, channels: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Plain PNG and JPEG straight into the result array, or Pillow if OpenCV fails.
+
+    Pillow would hold RGB at 4 bytes per pixel and the array would be a copy on top of that.
+    A file OpenCV cannot decode (corrupt, beyond its own size limits) is left to Pillow, which
+    decodes it or names the problem.
+    """
+    dtype = np.uint16 if im.format == "PNG" and src.head[24] == 16 else np.uint8
+    arr = _opencv_read(src, dtype)
+    if arr is not None and arr.shape == (im.height, im.width, channels):
+        return _from_opencv(arr)
+    del arr
+    return _decode_with_pillow(im, src)
+
+
+def _decode_png_with_cv2(im: Image.Image, src: _Source) -> tuple[np.ndarray, np.ndarray | None]:
+    """16-bit colour PNG. OpenCV expands gray+alpha to BGRA and a colour key to alpha."""
+    arr = _opencv_read(src, np.uint16)
+    if arr is None or arr.shape[:2] != (im.height, im.width) or arr.shape[2] not in (3, 4):
+        raise _error(src.name, "truncated or corrupt image file")
+    return _from_opencv(arr, gray_alpha=src.head[25] == 4)  # gray+alpha: B = G = R
+
+
+def _decode_tiff(src: _Source, max_pixels: int) -> ImageData:
     """A TIFF that Pillow would reduce to 8 bits or cannot open; or why it is unsupported."""
-    with tifffile.TiffFile(io.BytesIO(data)) as tif:
+    src.file.seek(0)
+    with tifffile.TiffFile(src.file) as tif:
         page = tif.pages.first
-        _check_pixel_limit(page.imagewidth, page.imagelength, max_pixels, name)
-        _check_tiff_layout(page, name)
-        arr = _tiff_samples(page, data, name)
+        _check_pixel_limit(page.imagewidth, page.imagelength, max_pixels, src.name)
+        _check_tiff_layout(page, src.name)
+        arr = _tiff_samples(page, src)
         orientation = page.tags.valueof(274, 1)
         icc = page.tags.valueof(34675)
-    pixels, alpha = _split_alpha(arr, has_alpha=arr.shape[2] in (2, 4))
+    if arr.shape[2] in (2, 4):
+        pixels, alpha = _separate_alpha(arr, range(arr.shape[2] - 1))
+    else:
+        pixels, alpha = np.ascontiguousarray(arr), None
     return _oriented(pixels, alpha, bytes(icc) if icc else None, "TIFF", orientation)
 
 
@@ -463,7 +670,7 @@ def _check_tiff_layout(page: tifffile.TiffPage, name: str) -> None:
         )
 
 
-def _tiff_samples(page: tifffile.TiffPage, data: bytes, name: str) -> np.ndarray:
+def _tiff_samples(page: tifffile.TiffPage, src: _Source) -> np.ndarray:
     """H x W x S samples: tifffile when it has the codec, else OpenCV (e.g. LZW colour)."""
     shape = (page.imagelength, page.imagewidth, page.samplesperpixel)
     try:
@@ -471,9 +678,14 @@ def _tiff_samples(page: tifffile.TiffPage, data: bytes, name: str) -> np.ndarray
     except KeyError:
         if page.samplesperpixel < 3 or page.planarconfig != tifffile.PLANARCONFIG.CONTIG:
             raise _error(
-                name, f"unsupported TIFF compression {page.compression.name} for this pixel format"
+                src.name,
+                f"unsupported TIFF compression {page.compression.name} for this pixel format",
             ) from None
-        return _imdecode_16bit(data, shape[:2], shape[2:], name)
+        arr = _opencv_read(src, page.dtype.type)
+        if arr is None or arr.shape != shape:
+            raise _error(src.name, "truncated or corrupt image file") from None
+        _reverse_colour_channels(arr)  # B, G, R(, A) -> R, G, B(, A)
+        return arr
     arr = page.asarray()
     if page.axes.startswith("S"):  # planar configuration: samples first
         arr = np.moveaxis(arr, 0, -1)
@@ -544,6 +756,10 @@ def write_image(
     the alpha channel. The file appears complete or not at all, and an existing file is only
     replaced when ``overwrite`` is true. ``quality`` (1-100) applies to JPEG and WebP.
     Returns the path written.
+
+    The encoder streams into the temporary file rather than building the file in memory; PNG
+    (every depth and layout) and 16-bit TIFF are encoded a strip of rows at a time, so writing
+    them needs no memory in proportion to the image beyond ``pixels`` itself.
     """
     target = Path(path)
     name = str(path)
@@ -562,12 +778,8 @@ def write_image(
         raise _error(name, "already exists (use --overwrite)")
     if target.is_dir():
         raise _error(name, "is a directory")
-    try:
-        payload = _encode(fmt, samples, alpha, icc_profile, quality)
-    except (OSError, ValueError, cv2.error, struct.error) as exc:  # e.g. WebP wider than 16383
-        detail = " ".join(str(exc).split()) or type(exc).__name__  # one line, even from OpenCV
-        raise _error(name, f"cannot encode as {fmt}: {detail}") from exc
-    _write_atomically(target, payload, overwrite=overwrite, name=name)
+    encoder = _encode(fmt, samples, alpha, icc_profile, quality)
+    _write_atomically(target, encoder, fmt=fmt, overwrite=overwrite, name=name)
     return target
 
 
@@ -608,21 +820,59 @@ def _prepare_alpha(alpha: np.ndarray, bit_depth: int, size: tuple[int, ...]) -> 
     return _to_depth(arr, bit_depth, "alpha")
 
 
+class _EncodeError(Exception):
+    """An encoder failed while streaming into the file (as opposed to the file's own I/O)."""
+
+
 def _encode(
     fmt: str, samples: np.ndarray, alpha: np.ndarray | None, icc: bytes | None, quality: int
-) -> bytes:
-    """Encode to bytes in memory; publishing the file is a separate, atomic step."""
-    if samples.dtype == np.uint16 and fmt == "PNG":
-        return _encode_png16(samples, alpha, icc)
-    if samples.dtype == np.uint16:
-        return _encode_tiff16(samples, alpha, icc)
-    return _encode_with_pillow(fmt, samples, alpha, icc, quality)
+) -> Callable[[BinaryIO], None]:
+    """The function that writes the encoded file into a (temporary) file object.
+
+    Nothing is encoded in memory first; publishing the file is a separate, atomic step. Inside,
+    an OSError with an errno is the file's (disk full, I/O error) and passes through; anything
+    else an encoder raises becomes an _EncodeError.
+    """
+    if fmt == "PNG":
+        body = functools.partial(_write_png, samples=samples, alpha=alpha, icc=icc)
+    elif samples.dtype == np.uint16:
+        body = functools.partial(_write_tiff16, samples=samples, alpha=alpha, icc=icc)
+    else:
+        body = functools.partial(
+            _write_with_pillow, fmt=fmt, samples=samples, alpha=alpha, icc=icc, quality=quality
+        )
+
+    def write(file: BinaryIO) -> None:
+        try:
+            body(file)
+        except OSError as exc:
+            if exc.errno is not None:
+                raise
+            raise _EncodeError(_one_line(exc)) from exc
+        except (ValueError, cv2.error, struct.error, zlib.error) as exc:
+            raise _EncodeError(_one_line(exc)) from exc
+
+    return write
 
 
-def _encode_with_pillow(
-    fmt: str, samples: np.ndarray, alpha: np.ndarray | None, icc: bytes | None, quality: int
-) -> bytes:
-    """8-bit output for every format. BMP alpha is dropped: Pillow cannot read it back."""
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__  # one line, even from OpenCV
+
+
+def _write_with_pillow(
+    file: BinaryIO,
+    *,
+    fmt: str,
+    samples: np.ndarray,
+    alpha: np.ndarray | None,
+    icc: bytes | None,
+    quality: int,
+) -> None:
+    """8-bit JPEG, WebP, BMP and TIFF. BMP alpha is dropped: Pillow cannot read it back.
+
+    Pillow holds RGB at 4 bytes per pixel, a copy this cannot avoid; it writes into the file
+    as it encodes (WebP excepted, whose encoder returns the whole file).
+    """
     if alpha is not None and fmt not in ("JPEG", "BMP"):
         arr = np.concatenate([samples, alpha[..., None]], axis=2)
     else:
@@ -638,14 +888,12 @@ def _encode_with_pillow(
         options.update(quality=quality)
     elif fmt == "TIFF":
         options.update(compression="tiff_adobe_deflate")
-    buffer = io.BytesIO()
-    im.save(buffer, fmt, **options)
-    return buffer.getvalue()
+    im.save(file, fmt, **options)
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
     """One PNG chunk: length, type, data, CRC-32 over type + data."""
-    crc = zlib.crc32(kind + payload)
+    crc = zlib.crc32(payload, zlib.crc32(kind))
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
 
 
@@ -654,71 +902,135 @@ def _iccp_chunk(profile: bytes) -> bytes:
     return _png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(profile))
 
 
-def _insert_after_ihdr(png: bytes, chunk: bytes) -> bytes:
-    """Insert ``chunk`` right after IHDR (signature 8 + IHDR 25 bytes), where iCCP belongs."""
-    if not png.startswith(_PNG_SIGNATURE) or png[12:16] != b"IHDR":
-        raise ValueError("not a PNG stream starting with IHDR")
-    end_of_ihdr = 8 + 8 + struct.unpack(">I", png[8:12])[0] + 4
-    return png[:end_of_ihdr] + chunk + png[end_of_ihdr:]
+_PNG_COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # samples per pixel -> gray, gray+alpha, RGB, RGBA
+# zlib settings: libpng's defaults for 8 bits (what Pillow used here before), OpenCV's faster
+# ones for 16 bits (what OpenCV used here before), where level 6 gains next to nothing.
+_PNG_ZLIB = {1: (6, zlib.Z_FILTERED), 2: (1, zlib.Z_RLE)}
 
 
-def _encode_png16(samples: np.ndarray, alpha: np.ndarray | None, icc: bytes | None) -> bytes:
-    """16-bit PNG via OpenCV (Pillow cannot write it), plus the ICC profile as iCCP."""
-    if alpha is not None and samples.shape[2] == 1:
-        png = _encode_png16_gray_alpha(samples[..., 0], alpha)  # OpenCV cannot write 2 channels
-    else:
-        arr = samples[..., 0] if samples.shape[2] == 1 else samples[..., ::-1]  # RGB -> BGR
-        if alpha is not None:
-            arr = np.concatenate([arr, alpha[..., None]], axis=2)
-        ok, encoded = cv2.imencode(".png", np.ascontiguousarray(arr))
-        if not ok:
-            raise ValueError("OpenCV failed to encode the PNG")
-        png = encoded.tobytes()
-    return _insert_after_ihdr(png, _iccp_chunk(icc)) if icc else png
+def _write_png(
+    file: BinaryIO, *, samples: np.ndarray, alpha: np.ndarray | None, icc: bytes | None
+) -> None:
+    """PNG of any depth and layout (ICC profile in iCCP), encoded a strip of rows at a time.
+
+    Each row gets the PNG filter that minimises the sum of its absolute (signed) bytes, libpng's
+    and Pillow's heuristic, so files come out as small as theirs.
+    """
+    height, width, colour = samples.shape
+    channels = colour + (alpha is not None)
+    item = samples.dtype.itemsize
+    header = struct.pack(">IIBBBBB", width, height, 8 * item, _PNG_COLOUR_TYPES[channels], 0, 0, 0)
+    file.write(_PNG_SIGNATURE + _png_chunk(b"IHDR", header))
+    if icc:
+        file.write(_iccp_chunk(icc))
+    level, strategy = _PNG_ZLIB[item]
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 15, 8, strategy)
+    pixel_bytes = channels * item
+    rows = max(1, _STRIP_BYTES // (width * pixel_bytes))
+    above = np.zeros((1, width * pixel_bytes), np.uint8)  # the row above the first counts as 0
+    for top in range(0, height, rows):
+        raw = _png_rows(samples, alpha, top, top + rows)
+        data = compressor.compress(_png_filter(raw, above, pixel_bytes))
+        if data:
+            file.write(_png_chunk(b"IDAT", data))
+        above = raw[-1:]
+    file.write(_png_chunk(b"IDAT", compressor.flush()) + _png_chunk(b"IEND", b""))
 
 
-def _encode_png16_gray_alpha(gray: np.ndarray, alpha: np.ndarray) -> bytes:
-    """Minimal 16-bit gray+alpha PNG (colour type 4), each row with the "Up" filter."""
-    height, width = gray.shape
-    rows = np.stack([gray, alpha], axis=2).astype(">u2").reshape(height, -1).view(np.uint8)
-    filtered = rows.copy()
-    filtered[1:] -= rows[:-1]  # "Up" filter (type 2), wrapping modulo 256 as PNG specifies
-    scanlines = np.empty((height, filtered.shape[1] + 1), np.uint8)
-    scanlines[:, 0] = 2  # the row above the first one counts as zeros
-    scanlines[:, 1:] = filtered
-    header = struct.pack(">IIBBBBB", width, height, 16, 4, 0, 0, 0)
-    return (
-        _PNG_SIGNATURE
-        + _png_chunk(b"IHDR", header)
-        + _png_chunk(b"IDAT", zlib.compress(scanlines.tobytes(), 6))
-        + _png_chunk(b"IEND", b"")
+def _png_rows(samples: np.ndarray, alpha: np.ndarray | None, top: int, bottom: int) -> np.ndarray:
+    """Rows ``top:bottom`` as PNG stores them: n x row-bytes, alpha interleaved, big-endian."""
+    block = samples[top:bottom]
+    if alpha is not None:
+        block = np.concatenate([block, alpha[top:bottom, :, None]], axis=2)
+    block = np.ascontiguousarray(block, dtype=">u2" if samples.dtype == np.uint16 else np.uint8)
+    return block.reshape(block.shape[0], -1).view(np.uint8)
+
+
+def _png_filter(raw: np.ndarray, above: np.ndarray, pixel_bytes: int) -> np.ndarray:
+    """Filtered scanlines (n x (1 + row bytes), filter type first) of ``raw`` rows.
+
+    All five PNG filters are computed for the whole strip with numpy (bytes modulo 256, the
+    left neighbour ``pixel_bytes`` back, ``above`` the row before the strip), then each row
+    keeps the one with the smallest sum of absolute values, bytes read as signed.
+    """
+    n, length = raw.shape
+    up = np.empty_like(raw)
+    up[0] = above[0]
+    up[1:] = raw[:-1]
+    left = np.zeros_like(raw)
+    left[:, pixel_bytes:] = raw[:, :-pixel_bytes]
+    up_left = np.zeros_like(raw)
+    up_left[:, pixel_bytes:] = up[:, :-pixel_bytes]
+    a, b, c = (x.astype(np.int16) for x in (left, up, up_left))
+    dist_a, dist_b, dist_c = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
+    paeth = np.where(
+        (dist_a <= dist_b) & (dist_a <= dist_c), left, np.where(dist_b <= dist_c, up, up_left)
     )
+    average = ((a + b) >> 1).astype(np.uint8)
+    candidates = (raw, raw - left, raw - up, raw - average, raw - paeth)  # types 0-4
+    costs = np.stack(
+        [np.minimum(f, np.negative(f)).sum(axis=1, dtype=np.int64) for f in candidates]
+    )
+    best = costs.argmin(axis=0)
+    out = np.empty((n, length + 1), np.uint8)
+    out[:, 0] = best
+    for kind, filtered in enumerate(candidates):
+        chosen = best == kind
+        if chosen.any():
+            out[chosen, 1:] = filtered[chosen]
+    return out
 
 
-def _encode_tiff16(samples: np.ndarray, alpha: np.ndarray | None, icc: bytes | None) -> bytes:
-    """16-bit TIFF via tifffile (uncompressed, unassociated alpha, ICC tag).
+def _write_tiff16(
+    file: BinaryIO, *, samples: np.ndarray, alpha: np.ndarray | None, icc: bytes | None
+) -> None:
+    """16-bit TIFF via tifffile (uncompressed, unassociated alpha, ICC tag), into the file.
 
     Uncompressed on purpose: without a predictor (which needs the optional imagecodecs
-    package) deflate saves only a few percent on 16-bit photographs and costs seconds.
+    package) deflate saves only a few percent on 16-bit photographs and costs seconds. The
+    pixels are written straight from the array; with alpha, strips are interleaved one at a
+    time instead of concatenating a whole RGBA copy.
     """
-    arr = samples if alpha is None else np.concatenate([samples, alpha[..., None]], axis=2)
-    if arr.shape[2] == 1:
-        arr = arr[..., 0]
-    buffer = io.BytesIO()
+    height, width, colour = samples.shape
+    photometric = "rgb" if colour == 3 else "minisblack"
+    # tifffile takes a stream's name for its own; a file opened from a descriptor has an int.
+    handle = tifffile.FileHandle(file, name="image.tif")
+    if alpha is None:
+        tifffile.imwrite(
+            handle,
+            samples[..., 0] if colour == 1 else samples,
+            photometric=photometric,
+            iccprofile=icc or None,
+        )
+        return
+    rows = max(1, _STRIP_BYTES // (width * (colour + 1) * 2))
+    strips = (
+        np.concatenate([samples[top : top + rows], alpha[top : top + rows, :, None]], axis=2)
+        .astype(np.uint16, copy=False)
+        .tobytes()
+        for top in range(0, height, rows)
+    )
     tifffile.imwrite(
-        buffer,
-        arr,
-        photometric="rgb" if samples.shape[2] == 3 else "minisblack",
-        extrasamples=["unassalpha"] if alpha is not None else None,
+        handle,
+        strips,
+        shape=(height, width, colour + 1),
+        dtype=np.uint16,
+        rowsperstrip=rows,
+        photometric=photometric,
+        planarconfig="contig",
+        extrasamples=["unassalpha"],
         iccprofile=icc or None,
     )
-    return buffer.getvalue()
 
 
-def _write_atomically(target: Path, payload: bytes, *, overwrite: bool, name: str) -> None:
-    """Publish ``payload`` as ``target`` atomically, mapping failures to one-line errors."""
+def _write_atomically(
+    target: Path, write: Callable[[BinaryIO], None], *, fmt: str, overwrite: bool, name: str
+) -> None:
+    """Publish the encoder's output as ``target`` atomically, mapping failures to one line."""
     try:
-        write_atomically(target, payload, overwrite=overwrite)
+        write_atomically(target, write, overwrite=overwrite)
+    except _EncodeError as exc:  # e.g. WebP wider than 16383
+        raise _error(name, f"cannot encode as {fmt}: {exc}") from exc.__cause__
     except FileExistsError as exc:
         raise _error(name, "already exists (use --overwrite)") from exc
     except OSError as exc:
