@@ -45,6 +45,18 @@ class Precision(str, Enum):
     bf16 = "bf16"
 
 
+TlcOption = Annotated[
+    int,
+    typer.Option(
+        "--tlc",
+        metavar="WINDOW",
+        help="TLC: attention statistics over WINDOW-pixel local windows instead of the "
+        "whole image (about 1.5x the training crop, at least 16); 0: off.",
+    ),
+]
+"""``--tlc WINDOW`` of the commands that restore (restore, evaluate)."""
+
+
 class UserError(Exception):
     """A problem the user can fix; its message is printed as one line."""
 

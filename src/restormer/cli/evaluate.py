@@ -11,6 +11,7 @@ from rich.progress import Progress
 from restormer.cli.common import (
     Device,
     Precision,
+    TlcOption,
     app,
     err,
     fail,
@@ -54,15 +55,7 @@ def evaluate_command(
         int | None, typer.Option(help="Restore in N x N tiles (multiple of 8); default: auto.")
     ] = None,
     tile_overlap: Annotated[int, typer.Option(help="Overlap between tiles, in pixels.")] = 32,
-    tlc: Annotated[
-        int,
-        typer.Option(
-            "--tlc",
-            metavar="WINDOW",
-            help="TLC: attention statistics over WINDOW-pixel local windows instead of the "
-            "whole image (about 1.5x the training crop, at least 16); 0: off.",
-        ),
-    ] = 0,
+    tlc: TlcOption = 0,
     device: Annotated[Device, typer.Option(help="Where to run the model.")] = Device.cpu,
     precision: Annotated[
         Precision,

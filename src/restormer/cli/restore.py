@@ -18,6 +18,7 @@ from restormer.cli.common import (
     Device,
     OutputFormat,
     Precision,
+    TlcOption,
     UserError,
     app,
     err,
@@ -76,15 +77,7 @@ def restore(
     ensemble: Annotated[
         bool, typer.Option("--ensemble", help="x8 self-ensemble (8x slower).")
     ] = False,
-    tlc: Annotated[
-        int,
-        typer.Option(
-            "--tlc",
-            metavar="WINDOW",
-            help="TLC: attention statistics over WINDOW-pixel local windows instead of the "
-            "whole image (about 1.5x the training crop, at least 16); 0: off.",
-        ),
-    ] = 0,
+    tlc: TlcOption = 0,
     device: Annotated[Device, typer.Option(help="Where to run the model.")] = Device.cpu,
     precision: Annotated[
         Precision,
