@@ -92,6 +92,11 @@ def degrade(task: str, clean: np.ndarray, rng: np.random.Generator) -> np.ndarra
     return apply(task, clean, rng, sample(task, rng))
 
 
+def undegraded(task: str, clean: np.ndarray) -> np.ndarray:
+    copies = input_channels(task) // clean.shape[2]
+    return np.concatenate([clean] * copies, axis=2)
+
+
 def install(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make ``from restormer import degradations`` give this module (undone after the test)."""
     module = sys.modules[__name__]

@@ -113,6 +113,18 @@ def test_input_channels_and_clean_channels() -> None:
     assert deg.clean_channels(DUAL) == 3
 
 
+@pytest.mark.parametrize("task", TASK_NAMES)
+def test_undegraded_is_the_photo_itself_as_the_model_input(task: str) -> None:
+    clean = photo(4, 16, 20, deg.clean_channels(task))
+    out = deg.undegraded(task, clean)
+    assert out.shape == (16, 20, deg.input_channels(task)) and out.dtype == np.float32
+    views = out.shape[2] // clean.shape[2]
+    for view in range(views):  # dual-pixel: an in-focus pair, both views the photo
+        assert np.array_equal(out[..., view * clean.shape[2] : (view + 1) * clean.shape[2]], clean)
+    out[...] = 0
+    assert clean.any()  # a copy, never the caller's array
+
+
 def test_context_covers_the_largest_kernels() -> None:
     assert deg.context("gaussian-color-denoising") == deg.context("gaussian-gray-denoising") == 0
     assert deg.context("motion-deblurring") >= blur.MOTION_SIZE_RANGE[1] // 2 >= 17

@@ -89,6 +89,10 @@ def hwc(chw: np.ndarray) -> np.ndarray:
         ("train", {"seed": 1}, "datasets.train.seed: only for validation sets"),
         ("val", {"seed": -1}, "datasets.val.seed: must be at least 0"),
         ("val", {"seed": "one"}, "datasets.val.seed: expected a whole number"),
+        ("train", {"clean_fraction": 1}, "datasets.train.clean_fraction: expected a number in"),
+        ("train", {"clean_fraction": -0.1}, "datasets.train.clean_fraction: expected a number"),
+        ("train", {"clean_fraction": "some"}, "datasets.train.clean_fraction: expected a number"),
+        ("val", {"clean_fraction": 0.1}, "datasets.val.clean_fraction: only for training sets"),
         ("train", {"in_ch": 1}, "datasets.train.in_ch: unknown option"),
         ("train", {"dataroot_lq": "x"}, "datasets.train.dataroot_lq: unknown option"),
         ("train", {"sigma_range": [0, 50]}, "datasets.train.sigma_range: unknown option"),
@@ -277,6 +281,21 @@ def test_training_samples_are_a_function_of_the_random_stream(
         first, second = data.batch(2), data.batch(2)
         assert first[0].shape == (2, train.in_channels, PATCH, PATCH)
         assert all(p.equal(q) for p, q in zip(first, second, strict=True))
+
+
+@pytest.mark.parametrize("task", ["deraining", "dual-pixel-defocus-deblurring"])
+def test_clean_fraction_leaves_that_share_of_samples_undegraded(
+    tmp_path: Path, photos: Path, backend: ModuleType, task: str
+) -> None:
+    assert build_training_set(section(photos, task), cache_dir=tmp_path).options.clean_fraction == 0
+    train = build_training_set(section(photos, task, clean_fraction=0.25), cache_dir=tmp_path)
+    rng = np.random.default_rng(2)
+    undegraded = 0
+    for _ in range(200):
+        degraded, clean = train.sample(0, rng, PATCH)
+        views = np.split(degraded, degraded.shape[0] // clean.shape[0])
+        undegraded += all(np.array_equal(view, clean) for view in views)
+    assert 30 <= undegraded <= 70  # 50 expected
 
 
 def test_validation_is_degraded_once_with_its_own_seed(

@@ -25,10 +25,10 @@ and one of ours, for training on any folder of clean photos:
   ``dual-pixel-defocus-deblurring``, RGB otherwise. A training sample is cut ``context(task)``
   pixels larger on each side than the patch, flipped/rotated, degraded with the sample's own
   random stream and trimmed back, so that blur near the patch border sees real neighbours
-  instead of a boundary. Each validation image is degraded once, with
-  ``np.random.default_rng([seed, index])``, and kept: validation numbers are comparable
-  between runs (the official Gaussian validation instead adds the same seed-0 noise to every
-  image, see :mod:`restormer.data.noise`).
+  instead of a boundary; a ``clean_fraction`` of samples is left undegraded. Each validation
+  image is degraded once, with ``np.random.default_rng([seed, index])``, and kept:
+  validation numbers are comparable between runs (the official Gaussian validation instead
+  adds the same seed-0 noise to every image, see :mod:`restormer.data.noise`).
 
 Samples are scaled to [0, 1] by bit depth (uint8 / 255, uint16 / 65535), whatever the dataset
 type; the official code assumes 8 bits except for dual-pixel, where it assumes 16.
@@ -235,8 +235,9 @@ class SyntheticTrainingSet(TrainingSet):
         crop is flipped/rotated (``geometric_augs``), degraded with ``rng`` and trimmed by
         ``margin`` on each side. So the patch is exactly the centre of a degraded larger
         crop, and what a blur reads beyond the patch is real image, not padding. Randomness
-        comes from ``rng`` only, in the order: window, flip/rotation, degradation
-        parameters, degradation. Gaussian tasks give unclipped inputs.
+        comes from ``rng`` only, in the order: window, flip/rotation, (with a
+        ``clean_fraction``: whether to degrade,) degradation parameters, degradation.
+        Gaussian tasks give unclipped inputs.
         """
         if isinstance(patch, bool) or not isinstance(patch, (int, np.integer)) or patch < 1:
             raise ValueError(f"patch must be a positive integer, not {patch!r}")
@@ -254,9 +255,17 @@ class SyntheticTrainingSet(TrainingSet):
         clean = self._float_hwc(
             crop(item.target.pixels(), window.top, window.left, window.size), window.mode
         )
-        degraded = _checked(_degradations().degrade(self.task, clean, rng), clean, self)
+        degraded = _checked(self._degrade(clean, rng), clean, self)
         inner = slice(margin, margin + patch)
         return _as_chw(degraded[inner, inner]), _as_chw(clean[inner, inner])
+
+
+    def _degrade(self, clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One random degradation of ``clean``, or none for a ``clean_fraction`` of samples."""
+        fraction = self.options.clean_fraction
+        if fraction > 0 and rng.random() < fraction:
+            return _degradations().undegraded(self.task, clean)
+        return _degradations().degrade(self.task, clean, rng)
 
 
 class SyntheticValidationSet(ValidationSet):

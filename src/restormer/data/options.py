@@ -17,6 +17,9 @@ for the task named by ``degradation`` (required, one of the seven task names). I
 follow the task (gray for ``gaussian-gray-denoising``, a 6-channel left + right input for
 ``dual-pixel-defocus-deblurring``). ``seed`` (validation only, default 0) fixes the one
 degradation of each validation image; training samples draw theirs from ``manual_seed``.
+``clean_fraction`` (training only, default 0, below 1) is the share of training samples left
+undegraded (:func:`restormer.degradations.undegraded`), so the model learns to leave clean
+content alone.
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ _KEYS: dict[Kind, frozenset[str]] = {
     "paired": _COMMON_KEYS | {"dataroot_lq"},
     "gaussian": _COMMON_KEYS | {"dataroot_lq", "sigma_type", "sigma_range", "sigma_test", "in_ch"},
     "dual_pixel": _COMMON_KEYS | {"dataroot_lqL", "dataroot_lqR"},
-    "synthetic": _COMMON_KEYS | {"degradation", "seed"},
+    "synthetic": _COMMON_KEYS | {"degradation", "seed", "clean_fraction"},
 }
 # Official keys whose feature is not implemented: refusing them beats silently ignoring them.
 _UNSUPPORTED = {
@@ -135,6 +138,8 @@ class DatasetOptions:
     seed: int = 0
     """Synthetic degradations, validation: validation image i is degraded with
     ``np.random.default_rng([seed, i])``."""
+    clean_fraction: float = 0.0
+    """Synthetic degradations, training: the share of samples left undegraded."""
 
     def key(self, name: str) -> str:
         """The full option key, for messages: ``datasets.train.<name>``."""
@@ -176,6 +181,7 @@ def parse_dataset_options(
         sigma_test=_sigma_test(opt, key_prefix) if gaussian and not train else None,
         degradation=degradation,
         seed=_validation_seed(opt, key_prefix, train) if kind == "synthetic" else 0,
+        clean_fraction=_clean_fraction(opt, key_prefix, train) if kind == "synthetic" else 0.0,
     )
 
 
@@ -316,6 +322,21 @@ def _validation_seed(opt: Mapping[str, Any], prefix: str, train: bool) -> int:
             f"{prefix}.seed: only for validation sets (training draws from manual_seed)"
         )
     return checked_int(opt["seed"], f"{prefix}.seed", minimum=0)
+
+
+def _clean_fraction(opt: Mapping[str, Any], prefix: str, train: bool) -> float:
+    """``clean_fraction`` of a synthetic training set: in [0, 1), default 0."""
+    value = opt.get("clean_fraction")
+    if value is None:
+        return 0.0
+    key = f"{prefix}.clean_fraction"
+    if not train:
+        raise DatasetOptionError(f"{key}: only for training sets")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DatasetOptionError(f"{key}: expected a number in [0, 1), got {_show(value)}")
+    if not 0 <= value < 1:
+        raise DatasetOptionError(f"{key}: expected a number in [0, 1), got {value}")
+    return float(value)
 
 
 def _number(value: object, key: str) -> float:

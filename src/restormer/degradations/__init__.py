@@ -81,6 +81,7 @@ __all__ = [
     "degrade",
     "input_channels",
     "sample",
+    "undegraded",
 ]
 
 Params: TypeAlias = (
@@ -161,6 +162,18 @@ def degrade(task: str, clean: np.ndarray, rng: np.random.Generator) -> np.ndarra
     entry = _entry(task)
     _check_clean(task, clean, entry.clean_channels)
     return entry.apply(clean, rng, entry.sample(rng))
+
+
+def undegraded(task: str, clean: np.ndarray) -> np.ndarray:
+    """The input an undegraded photo gives ``task``'s model: a copy of ``clean``, or for
+    ``dual-pixel-defocus-deblurring`` the photo as both views (an in-focus pair).
+
+    Training on some of these teaches a model to leave clean content alone.
+    """
+    entry = _entry(task)
+    _check_clean(task, clean, entry.clean_channels)
+    copies = entry.output_channels // entry.clean_channels
+    return np.concatenate([clean] * copies, axis=2) if copies > 1 else clean.copy()
 
 
 def context(task: str) -> int:
