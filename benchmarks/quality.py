@@ -15,6 +15,9 @@ mildest degradations ours must not fall more than 0.5 dB below the input.
 
 PSNR is computed on 8-bit images (restored, clipped and rounded), RGB, or on the Y channel
 for rain as the deraining papers score it; gray models on gray photos (``cv2`` RGB2GRAY).
+Each model runs with its own test-time defaults (``restormer.load_model``: TLC, self-ensemble,
+chosen by ``benchmarks/test_time.py``), as ``restormer.restore(array, model)`` does, unless
+``--tlc N`` (0: off) or ``--ensemble`` say otherwise.
 Writes ``benchmarks/results/quality[-NAME].json``; ``--write-package`` also copies the
 per-task numbers to ``src/restormer/models/quality.json``, which ``restormer models`` shows.
 BM3D results are cached in ``benchmarks/results/bm3d-cache.json`` (they take minutes and
@@ -251,11 +254,8 @@ def evaluate_task(
 
 def _restore_clean(task: str, photo: np.ndarray, model: Any, options: dict[str, Any]):
     """A clean photo through the model (dual-pixel: two identical, in-focus views)."""
-    if task == "gaussian-gray-denoising":
-        return restore(_gray(photo), model, **options)
-    if task == "dual-pixel-defocus-deblurring":
-        return restore(np.concatenate([photo, photo], axis=2), model, **options)
-    return restore(photo, model, **options)
+    clean = _gray(photo) if task == "gaussian-gray-denoising" else photo
+    return restore(degradations.undegraded(task, clean), model, **options)
 
 
 def _passes(row: dict[str, Any]) -> bool | None:
@@ -291,6 +291,13 @@ def _table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _test_time(model: Any, options: dict[str, Any]) -> str:
+    """The test-time options the run used: ``TLC 192``, ``x8``, both or ``-``."""
+    window = options.get("tlc", model.local_attention.window if model.local_attention else 0)
+    ensemble = options.get("ensemble", model.self_ensemble)
+    return ", ".join([f"TLC {window}"] * bool(window) + ["x8"] * ensemble) or "-"
+
+
 def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
@@ -301,7 +308,7 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
     parser.add_argument("--weights", nargs="+", default=[], metavar="TASK=FILE")
     parser.add_argument("--ensemble", action="store_true", help="x8 self-ensemble")
-    parser.add_argument("--tlc", type=int, default=None, help="TLC window (pixels)")
+    parser.add_argument("--tlc", type=int, default=None, help="TLC window (pixels; 0: off)")
     parser.add_argument("--no-baselines", action="store_true", help="skip BM3D")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--name", default="")
@@ -311,8 +318,10 @@ def main() -> None:
     weights = dict(item.split("=", 1) for item in args.weights)
     photos = _photos(args.photos)
     bm3d = Bm3d(enabled=not args.no_baselines)
-    options: dict[str, Any] = {"ensemble": args.ensemble}
-    if args.tlc:
+    options: dict[str, Any] = {}  # unset: each model's own defaults (load_model)
+    if args.ensemble:
+        options["ensemble"] = True
+    if args.tlc is not None:
         options["tlc"] = args.tlc
     results: dict[str, Any] = {}
     for task in args.tasks:
@@ -325,6 +334,7 @@ def main() -> None:
         started = time.perf_counter()
         results[task] = evaluate_task(task, model, photos, args.seed, bm3d, options)
         results[task]["weights"] = str(source)
+        results[task]["test_time"] = _test_time(model, options)
         results[task]["seconds"] = round(time.perf_counter() - started, 1)
         print(f"{task}: {results[task]['seconds']} s", file=sys.stderr, flush=True)
     print(_table(results))

@@ -8,7 +8,8 @@ seeds), and writes ``src/restormer/models/TASK.safetensors`` when the new one is
 with ``--force``). Weights are stored in float16 when that costs less than 0.005 dB on the
 validation set, else float32. The file's ``restormer_training`` metadata records the
 iterations and CPU hours of the whole lineage (the run plus any shipped model it was
-warm-started from, see ``scripts/train_shipped.py``), the data and the command.
+warm-started from, see ``scripts/train_shipped.py``), the data and the command; the
+test-time defaults of the model it replaces (``benchmarks/test_time.py``) carry over.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import json
 from pathlib import Path
 
 from restormer.model import Restormer
+from restormer.restore_defaults import RestoreDefaults
 from restormer.shipped import TRAINING_METADATA_KEY, TrainingRecord, shipped_path
 from restormer.tasks import TASKS
 from restormer.train import load_options
 from restormer.train.checkpoint import ExperimentDir, load_state, newest_state
 from restormer.train.validation import validate
-from restormer.weights import load_model, save_weights
+from restormer.weights import load_model, read_checkpoint, save_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 FP16_TOLERANCE_DB = 0.005
@@ -73,8 +75,12 @@ def main() -> None:
     candidate = Restormer(**network)
 
     target = shipped_path(args.task)
+    defaults = RestoreDefaults()
     if target.is_file():
-        old = score(load_model(target))
+        shipped = load_model(target)
+        defaults = RestoreDefaults.from_metadata(read_checkpoint(target).metadata)
+        RestoreDefaults().apply(shipped)  # judged as the candidate is: no TLC, no ensemble
+        old = score(shipped)
         print(f"shipped model: {metric} {old:.4f}")
         if old >= new and not args.force:
             print("not better: nothing shipped")
@@ -98,7 +104,7 @@ def main() -> None:
         stored,
         target,
         config=candidate.config,
-        metadata={TRAINING_METADATA_KEY: record.to_json()},
+        metadata={TRAINING_METADATA_KEY: record.to_json(), **defaults.to_metadata()},
         overwrite=True,
     )
     size = target.stat().st_size / 1e6

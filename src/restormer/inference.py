@@ -86,7 +86,7 @@ def restore(
     *,
     tile: int | None = None,
     tile_overlap: int = 32,
-    ensemble: bool = False,
+    ensemble: bool | None = None,
     tlc: int | None = None,
     progress: ProgressFn | None = None,
     memory_budget: int | None = None,
@@ -121,7 +121,7 @@ def restore_into(
     *,
     tile: int | None = None,
     tile_overlap: int = 32,
-    ensemble: bool = False,
+    ensemble: bool | None = None,
     tlc: int | None = None,
     progress: ProgressFn | None = None,
     memory_budget: int | None = None,
@@ -139,9 +139,11 @@ def restore_into(
     ``tile_overlap`` (0 <= overlap < tile / 2) is the blend width. With ``tile=None`` the full
     frame is used when :func:`estimate_memory` fits ``memory_budget`` (default:
     :func:`default_memory_budget`), else the tile size from :func:`plan_tile`, with a warning
-    on the ``restormer`` logger. ``ensemble`` averages the 8 dihedral transforms of each tile.
-    ``tlc`` (a window in pixels, at least 16; None or 0: off) computes the attention
-    statistics over local windows of that size instead of the whole image or tile (TLC, see
+    on the ``restormer`` logger. ``ensemble`` averages the 8 dihedral transforms of each tile
+    (None: the model's ``self_ensemble``, see :mod:`restormer.restore_defaults`).
+    ``tlc`` (a window in pixels, at least 16; 0: off; None: the model's own setting, which
+    :func:`restormer.load_model` takes from the file) computes the attention statistics over
+    local windows of that size instead of the whole image or tile (TLC, see
     :mod:`restormer.local_attention`; about 1.5x the model's training crop); the model's own
     setting is restored afterwards. ``progress(done, total)`` is called after each tile. The
     model runs on the device and floating dtype of its parameters under
@@ -150,7 +152,9 @@ def restore_into(
     images = _as_nhwc(image)
     batch, height, width, channels = images.shape
     chan = _channel_plan(channels, model)
-    tlc = _check_tlc(model, tlc)
+    tlc_context = _tlc_context(model, tlc)
+    if ensemble is None:
+        ensemble = bool(getattr(model, "self_ensemble", False))
     _check_out(out, _output_shape(image.shape, chan.out))
     scale = _input_scale(images.dtype)
     device, dtype = _model_device_dtype(model)
@@ -167,7 +171,6 @@ def restore_into(
         rows=_Axis.make(height, tile, overlap),
         cols=_Axis.make(width, tile, overlap),
     )
-    tlc_context = contextlib.nullcontext() if tlc is None else local_attention(model, tlc)
     with torch.inference_mode(), tlc_context:
         _run_bands(job, images, _as_nhwc(out), progress)
     return out
@@ -390,15 +393,20 @@ def _as_int(value: object, name: str) -> int:
         raise InferenceError(f"{name} must be an integer, got {value!r}") from None
 
 
-def _check_tlc(model: nn.Module, tlc: object) -> int | None:
-    """The validated TLC window (None: off), or InferenceError."""
+def _tlc_context(model: nn.Module, tlc: object) -> contextlib.AbstractContextManager[None]:
+    """Where the forward passes run with TLC as asked: None keeps the model's own setting,
+    0 switches it off, a window switches it on; InferenceError for a bad value."""
+    if tlc is None:
+        return contextlib.nullcontext()
     try:
         window = check_window(tlc)
     except ValueError as e:
         raise InferenceError(str(e)) from None
-    if window is not None and not hasattr(model, "set_local_attention"):
+    if not hasattr(model, "set_local_attention"):
+        if window is None:
+            return contextlib.nullcontext()
         raise InferenceError("tlc needs a Restormer model (one with set_local_attention)")
-    return window
+    return local_attention(model, window)
 
 
 def _available_ram() -> int:

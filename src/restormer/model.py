@@ -317,6 +317,7 @@ class Restormer(nn.Module):
         self.config = cfg
         self.chunked_inference = True
         self.local_attention: LocalAttention | None = None  # TLC, see set_local_attention
+        self.self_ensemble = False  # restore()'s x8 default, see restormer.restore_defaults
         width = [dim * 2**level for level in range(NUM_LEVELS)]
         decoder_width = [2 * dim, *width[1:3]]  # level 1 keeps the concatenated skip channels
 

@@ -1,12 +1,14 @@
 """The models that ship inside the package: one safetensors file per task, trained here.
 
 ``src/restormer/models/<task>.safetensors`` holds the weights (half precision: they are
-stored as float16 and computed in float32, which changes no printed PSNR digit) with two
-metadata entries: the network configuration (as every safetensors file of ours has) and
+stored as float16 and computed in float32, which changes no printed PSNR digit) with three
+metadata entries: the network configuration (as every safetensors file of ours has);
 ``restormer_training``, a JSON record of how the model was made: training iterations and
 CPU hours summed over every run that led to it, the data, the option file and the command
-that reproduces it. ``models/quality.json`` holds the held-out quality numbers measured by
-``benchmarks/quality.py`` (input, classical baseline and ours per case).
+that reproduces it; and ``restormer_restore_defaults``, the test-time options measured to
+help it (:mod:`restormer.restore_defaults`). ``models/quality.json`` holds the held-out
+quality numbers measured by ``benchmarks/quality.py`` (input, classical baseline and ours
+per case).
 
 Nothing here downloads anything: a task whose file is not in the package is reported as not
 shipped, in one line.
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from restormer.restore_defaults import RestoreDefaults
 from restormer.tasks import TASKS
 
 __all__ = [
@@ -71,6 +74,8 @@ class ShippedModel:
     parameters: int
     config: dict[str, Any]
     training: TrainingRecord = field(default_factory=TrainingRecord)
+    defaults: RestoreDefaults = field(default_factory=RestoreDefaults)
+    """The test-time options :func:`restormer.load_model` applies (TLC, self-ensemble)."""
 
 
 def shipped_path(task: str) -> Path:
@@ -98,6 +103,7 @@ def shipped_model(task: str) -> ShippedModel | None:
         parameters=parameters,
         config=json.loads(metadata.get(CONFIG_METADATA_KEY, "{}")),
         training=TrainingRecord.from_json(metadata.get(TRAINING_METADATA_KEY)),
+        defaults=RestoreDefaults.from_metadata(metadata, str(path)),
     )
 
 

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from restormer.files import write_atomically
 from restormer.model import NUM_LEVELS, Restormer, RestormerConfig
+from restormer.restore_defaults import RestoreDefaults
 from restormer.tasks import TASKS
 
 WRAPPER_KEYS = ("params", "params_ema", "state_dict", "model", "net_g")
@@ -324,6 +325,9 @@ def load_model(
     or a task name (``"deraining"``...: the model shipped in the package, see
     :mod:`restormer.shipped`; a file of that name in the working directory comes first).
 
+    Test-time defaults recorded in the file (:mod:`restormer.restore_defaults`: TLC window,
+    x8 self-ensemble) become the model's own settings.
+
     ``precision`` ("fp32" or "bf16") overrides ``dtype``. With "bf16" the weights are
     rounded to bfloat16; the model computes in bfloat16 where ``device`` does so natively
     (:func:`native_bfloat16`) and in float32 elsewhere, because emulated bfloat16 convolutions
@@ -341,7 +345,12 @@ def load_model(
         path = shipped_path(str(source))
         if not path.is_file():
             raise WeightsError(f"{source}: this install has no shipped model for the task")
-    model = model_from_checkpoint(read_checkpoint(path), str(path))
+    checkpoint = read_checkpoint(path)
+    model = model_from_checkpoint(checkpoint, str(path))
+    try:
+        RestoreDefaults.from_metadata(checkpoint.metadata, str(path)).apply(model)
+    except ValueError as e:
+        raise WeightsError(str(e)) from None
     if dtype == torch.bfloat16 and not native_bfloat16(device):
         model = model.to(torch.bfloat16)
         dtype = torch.float32

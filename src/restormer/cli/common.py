@@ -46,12 +46,14 @@ class Precision(str, Enum):
 
 
 TlcOption = Annotated[
-    int,
+    int | None,
     typer.Option(
         "--tlc",
         metavar="WINDOW",
         help="TLC: attention statistics over WINDOW-pixel local windows instead of the "
-        "whole image (about 1.5x the training crop, at least 16); 0: off.",
+        "whole image (about 1.5x the training crop, at least 16); 0: off. Default: the "
+        "model's own (shipped models: what measured best for the task).",
+        show_default=False,
     ),
 ]
 """``--tlc WINDOW`` of the commands that restore (restore, evaluate)."""

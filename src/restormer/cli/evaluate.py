@@ -55,7 +55,7 @@ def evaluate_command(
         int | None, typer.Option(help="Restore in N x N tiles (multiple of 8); default: auto.")
     ] = None,
     tile_overlap: Annotated[int, typer.Option(help="Overlap between tiles, in pixels.")] = 32,
-    tlc: TlcOption = 0,
+    tlc: TlcOption = None,
     device: Annotated[Device, typer.Option(help="Where to run the model.")] = Device.cpu,
     precision: Annotated[
         Precision,
@@ -79,7 +79,7 @@ def evaluate_command(
     if task not in TASKS:
         fail(f"unknown task '{task}'; choose one of: {', '.join(TASKS)}")
     try:
-        window = check_window(tlc)
+        window = check_window(tlc) if tlc is not None else None
     except ValueError as e:
         fail(f"--tlc: {e}")
     results_dir = output_dir or save_images or Path("evaluation") / task
@@ -91,7 +91,8 @@ def evaluate_command(
     model = load_model_or_fail(
         weights if weights is not None else task, device.value, precision.value
     )
-    model.set_local_attention(window)
+    if tlc is not None:
+        model.set_local_attention(window)
     try:
         # A bar only on a terminal: in logs it is noise (and would leave a blank line).
         with progress_bar() if err.is_terminal else contextlib.nullcontext() as progress:
@@ -110,7 +111,8 @@ def evaluate_command(
             "weights": str(weights) if weights is not None else f"shipped model for {task}",
             "device": device.value,
             "tile": tile,
-            "tlc": window,
+            "tlc": model.local_attention.window if model.local_attention else None,
+            "ensemble": model.self_ensemble,
         }
         csv_path, json_path = evaluation.write_results(
             results_dir, results, summary, metadata, overwrite=overwrite

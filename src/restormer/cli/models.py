@@ -29,6 +29,7 @@ def models(
                 "parameters": model.parameters,
                 "config": model.config,
                 "training": model.training.__dict__,
+                "restore_defaults": model.defaults.__dict__,
                 "quality": quality.get(task),
             }
             for task, model in shipped.items()
@@ -40,14 +41,16 @@ def models(
     table.add_column("params", justify="right", no_wrap=True)
     table.add_column("iters", justify="right", no_wrap=True)
     table.add_column("CPU h", justify="right", no_wrap=True)
+    table.add_column("default", no_wrap=True)
     table.add_column("case", min_width=12)
     table.add_column("input", justify="right", no_wrap=True)
     table.add_column("baseline", justify="right", min_width=8)
     table.add_column("ours", justify="right", no_wrap=True)
+    table.add_column("target", no_wrap=True)
     notes = []
     for task, model in shipped.items():
         if model is None:
-            table.add_row(task, "-", "-", "-", "not shipped", "", "", "")
+            table.add_row(task, "-", "-", "-", "", "not shipped", "", "", "", "")
             continue
         record = model.training
         facts = [
@@ -55,11 +58,12 @@ def models(
             f"{model.parameters / 1e6:.2f} M",
             f"{record.iterations:,}",
             f"{record.hours:.1f}",
+            model.defaults.describe(),
         ]
         cases = (quality.get(task) or {}).get("cases") or [None]
         for case in cases:
             table.add_row(*facts, *_case_cells(case))
-            facts = ["", "", "", ""]
+            facts = [""] * len(facts)
         if record.command:
             notes.append(
                 f"{task}: {record.command}" + (f"  ({record.data})" if record.data else "")
@@ -70,12 +74,15 @@ def models(
 
 
 def _case_cells(case: dict[str, Any] | None) -> list[str]:
-    """case, input, baseline, ours: ``sigma 25 | 20.17 | CBM3D 30.12 | 30.70``."""
+    """case, input, baseline, ours, target: ``sigma 25 | 20.17 | CBM3D 30.12 | 30.70 |
+    baseline+0.5 no``."""
     if case is None:
-        return ["not measured", "", "", ""]
+        return ["not measured", "", "", "", ""]
     baseline = case.get("baseline")
     base = (
         f"{case.get('baseline_name', '')} {baseline:.2f}".strip() if baseline is not None else "-"
     )
     given = "-" if case.get("input") is None else f"{case['input']:.2f}"
-    return [str(case["case"]), given, base, f"{case['ours']:.2f}"]
+    target = "input-0.5" if case.get("mild") else str(case.get("target") or "")
+    mark = {True: " met", False: " not met"}.get(case.get("pass"), "")  # type: ignore[arg-type]
+    return [str(case["case"]), given, base, f"{case['ours']:.2f}", f"{target}{mark}".strip()]

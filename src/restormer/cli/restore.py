@@ -75,9 +75,14 @@ def restore(
     ] = None,
     tile_overlap: Annotated[int, typer.Option(help="Overlap between tiles, in pixels.")] = 32,
     ensemble: Annotated[
-        bool, typer.Option("--ensemble", help="x8 self-ensemble (8x slower).")
-    ] = False,
-    tlc: TlcOption = 0,
+        bool | None,
+        typer.Option(
+            "--ensemble/--no-ensemble",
+            help="x8 self-ensemble (8x slower). Default: the model's own.",
+            show_default=False,
+        ),
+    ] = None,
+    tlc: TlcOption = None,
     device: Annotated[Device, typer.Option(help="Where to run the model.")] = Device.cpu,
     precision: Annotated[
         Precision,
@@ -101,13 +106,14 @@ def restore(
     if (left is None) != (right is None):
         fail("dual-pixel input needs both --left and --right")
     try:
-        window = check_window(tlc)
+        window = check_window(tlc) if tlc is not None else None
     except ValueError as e:
         fail(f"--tlc: {e}")
     model = load_model_or_fail(
         weights if weights is not None else task, device.value, precision.value
     )  # type: ignore[arg-type]
-    model.set_local_attention(window)  # every forward of this command, tiles and ensemble too
+    if tlc is not None:  # every forward of this command, tiles and ensemble too
+        model.set_local_attention(window)
     jobs, problems = _plan_jobs(inputs or [], left, right, output_dir, output_format.value, model)
     if not jobs and not problems:
         fail("no input images given")
@@ -192,7 +198,7 @@ def _run_jobs(
     model,  # type: ignore[no-untyped-def]
     tile: int | None,
     tile_overlap: int,
-    ensemble: bool,
+    ensemble: bool | None,
     overwrite: bool,
     max_pixels: int,
 ) -> int:
@@ -217,7 +223,7 @@ def _restore_one(
     model,  # type: ignore[no-untyped-def]
     tile: int | None,
     tile_overlap: int,
-    ensemble: bool,
+    ensemble: bool | None,
     overwrite: bool,
     max_pixels: int,
     progress: Progress,

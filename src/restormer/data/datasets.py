@@ -259,7 +259,6 @@ class SyntheticTrainingSet(TrainingSet):
         inner = slice(margin, margin + patch)
         return _as_chw(degraded[inner, inner]), _as_chw(clean[inner, inner])
 
-
     def _degrade(self, clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """One random degradation of ``clean``, or none for a ``clean_fraction`` of samples."""
         fraction = self.options.clean_fraction

@@ -1,0 +1,180 @@
+"""Which test-time options help each shipped model: TLC windows and the x8 self-ensemble.
+
+    python benchmarks/test_time.py [--tasks T ...] [--windows 128 192] [--ensemble-photos 3]
+                                   [--photos datasets/photos/val] [--seed 2026] [--write-package]
+
+Every case of ``benchmarks/quality.py`` (same held-out photos, same fresh degradations, same
+scoring) plus the clean photo is restored by the plain model (no TLC, no ensemble), with TLC
+at each window, and with the x8 self-ensemble on the first ``--ensemble-photos`` photos
+(compared with the plain model on those same photos: the ensemble costs 8x the time).
+Printed per task and case: the plain PSNR and each option's gain over it.
+
+The rule that picks a model's defaults:
+
+* TLC: the window with the largest mean gain over the cases, if that gain is at least
+  0.02 dB and no case loses more than 0.05 dB; else off.
+* Self-ensemble: on only if its mean gain is at least 0.25 dB; smaller gains are not worth
+  eight times the restore time on a CPU (users can still ask for it: ``--ensemble``).
+
+Writes ``benchmarks/results/test_time.json``; ``--write-package`` also records each model's
+choice in its shipped file (``restormer_restore_defaults`` metadata, see
+:mod:`restormer.restore_defaults`), which ``restormer.load_model`` then applies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import quality
+
+from restormer import degradations, load_model, restore
+from restormer.restore_defaults import RestoreDefaults
+from restormer.shipped import shipped_path
+from restormer.tasks import TASKS
+
+ROOT = quality.ROOT
+TLC_MIN_GAIN = 0.02
+TLC_MAX_LOSS = 0.05
+ENSEMBLE_MIN_GAIN = 0.25
+
+
+def measure_task(
+    task: str,
+    model: Any,
+    photos: list[tuple[str, np.ndarray]],
+    seed: int,
+    windows: list[int],
+    ensemble_photos: int,
+) -> list[dict[str, Any]]:
+    """Per case: the plain model's mean PSNR and each option's mean PSNR."""
+    gray = task == "gaussian-gray-denoising"
+    rows = []
+    settings: dict[str, dict[str, Any]] = {"plain": {"tlc": 0, "ensemble": False}}
+    settings |= {f"TLC {w}": {"tlc": w, "ensemble": False} for w in windows}
+    for c, case in enumerate([*quality.cases(task), None]):
+        scores: dict[str, list[float]] = {name: [] for name in settings}
+        scores |= {"plain (subset)": [], "x8 (subset)": []}
+        for p, (_, photo) in enumerate(photos):
+            clean = quality._gray(photo) if gray else photo
+            if case is None:  # the clean photo: must come back unchanged
+                degraded, y_channel = degradations.undegraded(task, clean), False
+            else:
+                degraded = case.degrade(clean, np.random.default_rng([seed, c, p]))
+                y_channel = case.y_channel
+            for name, options in settings.items():
+                value = quality._psnr(restore(degraded, model, **options), clean, y_channel)
+                scores[name].append(value)
+            if p < ensemble_photos:
+                scores["plain (subset)"].append(scores["plain"][-1])
+                out = restore(degraded, model, tlc=0, ensemble=True)
+                scores["x8 (subset)"].append(quality._psnr(out, clean, y_channel))
+        row = {"case": "clean photo" if case is None else case.name}
+        row |= {name: float(np.mean(values)) for name, values in scores.items() if values}
+        rows.append(row)
+    return rows
+
+
+def choose(rows: list[dict[str, Any]], windows: list[int]) -> RestoreDefaults:
+    """The defaults the rule above picks from one task's measurements."""
+    best, best_gain, notes = None, 0.0, []
+    for window in windows:
+        gains = [row[f"TLC {window}"] - row["plain"] for row in rows]
+        mean = float(np.mean(gains))
+        notes.append(f"TLC {window} {mean:+.3f} dB (worst case {min(gains):+.3f})")
+        if mean >= TLC_MIN_GAIN and min(gains) >= -TLC_MAX_LOSS and mean > best_gain:
+            best, best_gain = window, mean
+    ensemble_gain = float(np.mean([row["x8 (subset)"] - row["plain (subset)"] for row in rows]))
+    notes.append(f"x8 {ensemble_gain:+.3f} dB")
+    measured = "mean gain over the held-out cases: " + ", ".join(notes)
+    return RestoreDefaults(tlc=best, ensemble=ensemble_gain >= ENSEMBLE_MIN_GAIN, measured=measured)
+
+
+def write_defaults(task: str, defaults: RestoreDefaults) -> Path:
+    """Record ``defaults`` in the shipped file of ``task``; weights and other metadata kept."""
+    from restormer.model import RestormerConfig
+    from restormer.restore_defaults import RESTORE_DEFAULTS_METADATA_KEY
+    from restormer.weights import CONFIG_METADATA_KEY, read_checkpoint, save_weights
+
+    path = shipped_path(task)
+    checkpoint = read_checkpoint(path)
+    metadata = dict(checkpoint.metadata)
+    config = RestormerConfig(**json.loads(metadata.pop(CONFIG_METADATA_KEY)))
+    metadata[RESTORE_DEFAULTS_METADATA_KEY] = defaults.to_metadata()[RESTORE_DEFAULTS_METADATA_KEY]
+    return save_weights(
+        checkpoint.state_dict, path, config=config, metadata=metadata, overwrite=True
+    )
+
+
+def _table(results: dict[str, Any], windows: list[int]) -> str:
+    names = [f"TLC {w}" for w in windows]
+    head = f"{'task':<31}{'case':<20}{'plain':>8}" + "".join(f"{n:>10}" for n in names)
+    lines = [head + f"{'x8':>10}  (gains in dB)"]
+    for task, result in results.items():
+        for row in result["cases"]:
+            gains = "".join(f"{row[n] - row['plain']:>+10.3f}" for n in names)
+            x8 = row["x8 (subset)"] - row["plain (subset)"]
+            lines.append(f"{task:<31}{row['case']:<20}{row['plain']:>8.2f}{gains}{x8:>+10.3f}")
+            task = ""
+        lines.append(f"{'':<31}default: {result['defaults']['description']}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", type=Path, default=ROOT / "datasets" / "photos" / "val")
+    parser.add_argument("--tasks", nargs="+", choices=list(TASKS), default=list(TASKS))
+    parser.add_argument("--windows", nargs="+", type=int, default=[128, 192])
+    parser.add_argument("--ensemble-photos", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--write-package", action="store_true")
+    args = parser.parse_args()
+
+    photos = quality._photos(args.photos)
+    results: dict[str, Any] = {}
+    for task in args.tasks:
+        if not shipped_path(task).is_file():
+            print(f"{task}: skipped (no shipped model)", file=sys.stderr)
+            continue
+        model = load_model(task)
+        RestoreDefaults().apply(model)  # measured from the plain model
+        started = time.perf_counter()
+        rows = measure_task(task, model, photos, args.seed, args.windows, args.ensemble_photos)
+        defaults = choose(rows, args.windows)
+        results[task] = {
+            "cases": rows,
+            "defaults": {**defaults.__dict__, "description": defaults.describe()},
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        print(f"{task}: {results[task]['seconds']} s", file=sys.stderr, flush=True)
+        if args.write_package:
+            write_defaults(task, defaults)
+    print(_table(results, args.windows))
+    report = {
+        "command": " ".join(["python", "benchmarks/test_time.py", *sys.argv[1:]]),
+        "photos": [name for name, _ in photos],
+        "seed": args.seed,
+        "windows": args.windows,
+        "ensemble_photos": args.ensemble_photos,
+        "rule": {
+            "tlc_min_gain_db": TLC_MIN_GAIN,
+            "tlc_max_loss_db": TLC_MAX_LOSS,
+            "ensemble_min_gain_db": ENSEMBLE_MIN_GAIN,
+        },
+        "tasks": results,
+    }
+    out = quality.RESULTS / "test_time.json"
+    out.write_text(json.dumps(report, indent=1))
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
