@@ -34,7 +34,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("clean", type=Path)
     parser.add_argument("noisy", type=Path)
-    parser.add_argument("--weights", type=Path, help="also restore it and report the PSNR")
+    parser.add_argument(
+        "--weights", help="weights file or shipped task name: also restore it, report the PSNR"
+    )
     args = parser.parse_args()
     clean = read_image(args.clean).pixels
     noise = np.random.default_rng(SEED).normal(0, SIGMA, clean.shape)

@@ -107,13 +107,24 @@ def test_dual_pixel_has_no_global_residual() -> None:
     assert out.abs().max() == 0  # zero weights: no residual path from the input
 
 
+@pytest.mark.parametrize("threads", [None, 1])
 @pytest.mark.parametrize("name", ["withbias_rgb", "biasfree_gray", "dual_pixel", "bias_true"])
-def test_gradients_equal_the_straightforward_formulation(name: str) -> None:
+def test_gradients_equal_the_straightforward_formulation(name: str, threads: int | None) -> None:
     """The channels-last model trains like the paper's NCHW formulation: same loss gradients.
 
     ``reference_model`` states every layer as the paper writes it (NCHW, normalised q and k,
-    per-head attention then projection); float64 leaves only rounding differences.
+    per-head attention then projection); float64 leaves only rounding differences. On one
+    thread the 1x1 convolutions take another path (see ``pointwise``).
     """
+    default_threads = torch.get_num_threads()
+    torch.set_num_threads(threads or default_threads)
+    try:
+        _check_gradients(name)
+    finally:
+        torch.set_num_threads(default_threads)
+
+
+def _check_gradients(name: str) -> None:
     from .reference_model import Restormer as ReferenceRestormer
 
     ref = require_reference() / "golden"
@@ -130,3 +141,26 @@ def test_gradients_equal_the_straightforward_formulation(name: str) -> None:
         assert a.grad is not None and b.grad is not None, key
         scale = b.grad.abs().max().item() + 1e-30
         assert (a.grad - b.grad).abs().max().item() <= 1e-9 * scale, key
+
+
+def test_one_thread_row_batched_pointwise_convolutions_change_nothing() -> None:
+    """On one thread 1x1 convolutions of small batches take the rows-as-images path."""
+    from restormer.model import pointwise
+
+    torch.manual_seed(3)
+    conv = torch.nn.Conv2d(24, 40, 1, bias=True).double()
+    x = torch.randn(2, 12, 20, 24, dtype=torch.float64, requires_grad=True)
+    expected = torch.einsum("bhwc,oc->bhwo", x, conv.weight[:, :, 0, 0]) + conv.bias
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        out = pointwise(x, conv)
+        out.square().sum().backward()
+    finally:
+        torch.set_num_threads(threads)
+    assert out.shape == (2, 12, 20, 40)
+    torch.testing.assert_close(out, expected)
+    grad = x.grad.clone()
+    x.grad = None
+    expected.square().sum().backward()
+    torch.testing.assert_close(grad, x.grad)

@@ -67,8 +67,18 @@ def pointwise(x: Tensor, conv: nn.Conv2d) -> Tensor:
 
     It is a matrix product, but oneDNN's channels-last 1x1 convolution runs these narrow
     shapes (48-96 input channels) faster than a BLAS matrix product, forward and backward.
+    On one thread PyTorch gives 1x1 convolutions of batches under 16 to its own im2col path
+    instead, about 2x slower here (single-threaded training runs that way); as a 1x1
+    convolution treats every pixel alike, the map's rows then go in as a batch of one-row
+    images, which oneDNN takes.
     """
+    b, h, w, c = x.shape
+    if b < _ONEDNN_MIN_BATCH and h > 1 and torch.get_num_threads() == 1 and x.is_contiguous():
+        return spatial(x.reshape(b * h, 1, w, c), conv).reshape(b, h, w, -1)
     return spatial(x, conv)
+
+
+_ONEDNN_MIN_BATCH = 16  # below this, on one thread, PyTorch avoids oneDNN for 1x1 convolutions
 
 
 def spatial(x: Tensor, conv: nn.Conv2d) -> Tensor:
