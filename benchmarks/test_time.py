@@ -16,7 +16,8 @@ The rule that picks a model's defaults:
 * Self-ensemble: on only if its mean gain is at least 0.25 dB; smaller gains are not worth
   eight times the restore time on a CPU (users can still ask for it: ``--ensemble``).
 
-Writes ``benchmarks/results/test_time.json``; ``--write-package`` also records each model's
+Writes ``benchmarks/results/test_time.json`` (the tasks of earlier runs not measured again are
+kept); ``--write-package`` also records each model's
 choice in its shipped file (``restormer_restore_defaults`` metadata, see
 :mod:`restormer.restore_defaults`), which ``restormer.load_model`` then applies.
 """
@@ -139,6 +140,7 @@ def main() -> None:
     args = parser.parse_args()
 
     photos = quality._photos(args.photos)
+    command = " ".join(["python", "benchmarks/test_time.py", *sys.argv[1:]])
     results: dict[str, Any] = {}
     for task in args.tasks:
         if not shipped_path(task).is_file():
@@ -153,13 +155,14 @@ def main() -> None:
             "cases": rows,
             "defaults": {**defaults.__dict__, "description": defaults.describe()},
             "seconds": round(time.perf_counter() - started, 1),
+            "command": command,
         }
         print(f"{task}: {results[task]['seconds']} s", file=sys.stderr, flush=True)
         if args.write_package:
             write_defaults(task, defaults)
     print(_table(results, args.windows))
     report = {
-        "command": " ".join(["python", "benchmarks/test_time.py", *sys.argv[1:]]),
+        "command": command,
         "photos": [name for name, _ in photos],
         "seed": args.seed,
         "windows": args.windows,
@@ -172,6 +175,11 @@ def main() -> None:
         "tasks": results,
     }
     out = quality.RESULTS / "test_time.json"
+    if out.is_file():  # a run of some tasks keeps the others' results
+        earlier = json.loads(out.read_text()).get("tasks", {})
+        report["tasks"] = {
+            t: results.get(t, earlier.get(t)) for t in TASKS if t in results or t in earlier
+        }
     out.write_text(json.dumps(report, indent=1))
     print(f"wrote {out.relative_to(ROOT)}")
 
