@@ -6,6 +6,7 @@ import json
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from restormer.cli.common import app, out
@@ -44,7 +45,7 @@ def models(
     table.add_column("default", no_wrap=True)
     table.add_column("case", min_width=12)
     table.add_column("input", justify="right", no_wrap=True)
-    table.add_column("baseline", justify="right", min_width=8)
+    table.add_column("baseline", justify="right", no_wrap=True)
     table.add_column("ours", justify="right", no_wrap=True)
     table.add_column("target", no_wrap=True)
     notes = []
@@ -68,7 +69,9 @@ def models(
             notes.append(
                 f"{task}: {record.command}" + (f"  ({record.data})" if record.data else "")
             )
-    out.print(table)
+    # Piped output has no width to respect: keep every row on one line (rich assumes 80).
+    wide = Console(width=200, highlight=False, soft_wrap=True)
+    (out if out.is_terminal else wide).print(table)
     if notes:
         out.print("Reproduce (command, training data):\n" + "\n".join(f"  {n}" for n in notes))
 
