@@ -20,6 +20,7 @@ chosen by ``benchmarks/test_time.py``), as ``restormer.restore(array, model)`` d
 ``--tlc N`` (0: off) or ``--ensemble`` say otherwise.
 Writes ``benchmarks/results/quality[-NAME].json``; ``--write-package`` also copies the
 per-task numbers to ``src/restormer/models/quality.json``, which ``restormer models`` shows.
+Both keep the tasks of earlier runs that a run with ``--tasks`` did not measure again.
 BM3D results are cached in ``benchmarks/results/bm3d-cache.json`` (they take minutes and
 depend only on the photo, the seed and sigma). Make the held-out photos with
 ``python scripts/prepare_photos.py`` (the last 6 photos by name, never trained on).
@@ -323,6 +324,7 @@ def main() -> None:
         options["ensemble"] = True
     if args.tlc is not None:
         options["tlc"] = args.tlc
+    command = " ".join(["python", "benchmarks/quality.py", *sys.argv[1:]])
     results: dict[str, Any] = {}
     for task in args.tasks:
         source = weights.get(task, task)
@@ -333,13 +335,14 @@ def main() -> None:
             continue
         started = time.perf_counter()
         results[task] = evaluate_task(task, model, photos, args.seed, bm3d, options)
+        results[task]["command"] = command
         results[task]["weights"] = str(source)
         results[task]["test_time"] = _test_time(model, options)
         results[task]["seconds"] = round(time.perf_counter() - started, 1)
         print(f"{task}: {results[task]['seconds']} s", file=sys.stderr, flush=True)
     print(_table(results))
     report = {
-        "command": " ".join(["python", "benchmarks/quality.py", *sys.argv[1:]]),
+        "command": command,
         "photos": [name for name, _ in photos],
         "seed": args.seed,
         "options": options,
@@ -348,15 +351,23 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     suffix = f"-{args.name}" if args.name else ""
     out = RESULTS / f"quality{suffix}.json"
-    text = json.dumps(report, indent=1)
-    out.write_text(text)
+    _write_merged(out, report)
     print(f"wrote {out.relative_to(ROOT)}")
     if args.write_package:
         from restormer.shipped import QUALITY_FILE
 
         QUALITY_FILE.parent.mkdir(exist_ok=True)
-        QUALITY_FILE.write_text(text)
+        _write_merged(QUALITY_FILE, report)
         print(f"wrote {QUALITY_FILE.relative_to(ROOT)}")
+
+
+def _write_merged(path: Path, report: dict[str, Any]) -> None:
+    """Write ``report``, keeping the tasks of an earlier report at ``path`` that this run did
+    not measure (each task records its own command), in the order of the seven tasks."""
+    earlier = json.loads(path.read_text()).get("tasks", {}) if path.is_file() else {}
+    merged = {**earlier, **report["tasks"]}
+    report = {**report, "tasks": {task: merged[task] for task in TASKS if task in merged}}
+    path.write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":
