@@ -45,6 +45,7 @@ import numpy as np
 from restormer import degradations, load_model, restore
 from restormer.io import read_image, to_float
 from restormer.metrics import calculate_psnr
+from restormer.restore_defaults import RestoreDefaults
 from restormer.tasks import TASKS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -296,7 +297,7 @@ def _test_time(model: Any, options: dict[str, Any]) -> str:
     """The test-time options the run used: ``TLC 192``, ``x8``, both or ``-``."""
     window = options.get("tlc", model.local_attention.window if model.local_attention else 0)
     ensemble = options.get("ensemble", model.self_ensemble)
-    return ", ".join([f"TLC {window}"] * bool(window) + ["x8"] * ensemble) or "-"
+    return RestoreDefaults(tlc=window, ensemble=ensemble).describe()
 
 
 def _number(value: float | None) -> str:
