@@ -138,6 +138,12 @@ def cases(task: str) -> list[Case]:
     raise ValueError(task)
 
 
+def guard_cases(task: str) -> set[str]:
+    """The rows of ``task`` a model must leave (nearly) alone: its mild case, the clean photo.
+    The others are its *main* cases, the degradations it is for."""
+    return {case.name for case in cases(task) if case.mild} | {"clean photo"}
+
+
 # --------------------------------------------------------------------------- scoring
 
 

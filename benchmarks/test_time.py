@@ -93,7 +93,7 @@ def measure_task(
 
 def choose(task: str, rows: list[dict[str, Any]], windows: list[int]) -> RestoreDefaults:
     """The defaults the rule above picks from one task's measurements."""
-    guards = {case.name for case in quality.cases(task) if case.mild} | {"clean photo"}
+    guards = quality.guard_cases(task)
     main = [row for row in rows if row["case"] not in guards]
     guarded = [row for row in rows if row["case"] in guards]
     best, best_gain, notes = None, 0.0, []

@@ -1,12 +1,20 @@
-"""Ship the newest weights of a training run into the package when they validate better.
+"""Ship the newest weights of a training run into the package when they restore better.
 
-    python scripts/ship_model.py TASK [--experiments DIR] [--force]
+    python scripts/ship_model.py TASK [--experiments DIR] [--force] [--dry-run]
 
-Validates the run's latest weights (its EMA weights when it keeps them) and the model the
-package ships now on the run's own validation set (the held-out photos, degraded with fixed
-seeds), and writes ``src/restormer/models/TASK.safetensors`` when the new one is better (or
-with ``--force``). Weights are stored in float16 when that costs less than 0.005 dB on the
-validation set, else float32. The file's ``restormer_training`` metadata records the
+Picks the run's latest weights or their moving average, whichever validates better on the
+run's validation set (one degradation per held-out photo), then judges that candidate
+against the model the package ships now on the held-out cases of ``benchmarks/quality.py``
+(every case of the task on every held-out photo, with draws of their own, seed 1; both
+models plain: no TLC, no ensemble). It writes ``src/restormer/models/TASK.safetensors`` (or
+with ``--force``) when
+
+* the main cases (the degradations the task is for) improve on average, and
+* no guard case (the mild degradation, the clean photo) loses more than 0.15 dB:
+  validation alone once shipped a motion model that sharpened mild blur too much.
+
+Weights are stored in float16 when that costs less than 0.005 dB on the validation set,
+else float32. The file's ``restormer_training`` metadata records the
 iterations and CPU hours of the whole lineage (the run plus any shipped model it was
 warm-started from, see ``scripts/train_shipped.py``), the data and the command; the
 test-time defaults of the model it replaces (``benchmarks/test_time.py``) carry over.
@@ -16,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
 from restormer.model import Restormer
 from restormer.restore_defaults import RestoreDefaults
@@ -28,7 +38,13 @@ from restormer.train.validation import validate
 from restormer.weights import load_model, read_checkpoint, save_weights
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import quality  # noqa: E402  (benchmarks/quality.py: the held-out cases)
+
 FP16_TOLERANCE_DB = 0.005
+JUDGE_SEED = 1  # degradations of their own: validation draws with seed 0, quality.py 2026
+GUARD_TOLERANCE_DB = 0.15
 
 
 def main() -> None:
@@ -36,6 +52,7 @@ def main() -> None:
     parser.add_argument("task", choices=list(TASKS))
     parser.add_argument("--experiments", type=Path, default=ROOT / "experiments")
     parser.add_argument("--force", action="store_true", help="ship even if not better")
+    parser.add_argument("--dry-run", action="store_true", help="judge, but write nothing")
     args = parser.parse_args()
 
     experiment = ExperimentDir(args.experiments / args.task)
@@ -72,7 +89,9 @@ def main() -> None:
     model.load_state_dict({k: v.half().float() for k, v in weights.items()})
     new_half = score(model)
     print(f"{args.task}: {label} stored as float16: {metric} {new_half:.4f}")
-    candidate = Restormer(**network)
+    use_half = new - new_half < FP16_TOLERANCE_DB
+    stored = {k: (v.half() if use_half else v.float()) for k, v in weights.items()}
+    model.load_state_dict({k: v.float() for k, v in stored.items()})  # judged as stored
 
     target = shipped_path(args.task)
     defaults = RestoreDefaults()
@@ -80,11 +99,18 @@ def main() -> None:
         shipped = load_model(target)
         defaults = RestoreDefaults.from_metadata(read_checkpoint(target).metadata)
         RestoreDefaults().apply(shipped)  # judged as the candidate is: no TLC, no ensemble
-        old = score(shipped)
-        print(f"shipped model: {metric} {old:.4f}")
-        if old >= new and not args.force:
+        print(f"shipped model: {metric} {score(shipped):.4f}")
+        photos = quality._photos(ROOT / str(options.val_dataset["dataroot_gt"]))
+        rows_new = held_out_rows(args.task, model, photos)
+        rows_old = held_out_rows(args.task, shipped, photos)
+        better, verdict = judge(args.task, rows_new, rows_old)
+        print(verdict)
+        if not better and not args.force:
             print("not better: nothing shipped")
             return
+    if args.dry_run:
+        print("dry run: nothing shipped")
+        return
 
     lineage_file = experiment.root / "lineage.json"
     lineage = json.loads(lineage_file.read_text()) if lineage_file.is_file() else {}
@@ -95,21 +121,44 @@ def main() -> None:
         data=_data_description(options.train_dataset),
         options=f"configs/shipped/{args.task}.yml",
         command=f"python scripts/train_shipped.py {args.task}",
-        validation_psnr=round(new_half if new - new_half < FP16_TOLERANCE_DB else new, 4),
+        validation_psnr=round(new_half if use_half else new, 4),
     )
-    use_half = new - new_half < FP16_TOLERANCE_DB
-    stored = {k: (v.half() if use_half else v.float()) for k, v in weights.items()}
     target.parent.mkdir(parents=True, exist_ok=True)
     save_weights(
         stored,
         target,
-        config=candidate.config,
+        config=model.config,
         metadata={TRAINING_METADATA_KEY: record.to_json(), **defaults.to_metadata()},
         overwrite=True,
     )
     size = target.stat().st_size / 1e6
     stored_as = "float16" if use_half else "float32"
     print(f"shipped {target.relative_to(ROOT)} ({size:.1f} MB, {stored_as})")
+
+
+def held_out_rows(
+    task: str, model: Restormer, photos: list[tuple[str, Any]]
+) -> list[dict[str, Any]]:
+    """The mean PSNR of ``model`` on every held-out case of ``task``, plain (no TLC, no
+    ensemble), without the BM3D baseline."""
+    plain = {"tlc": 0, "ensemble": False}
+    return quality.evaluate_task(task, model, photos, JUDGE_SEED, quality.Bm3d(False), plain)[
+        "cases"
+    ]
+
+
+def judge(task: str, new: list[dict[str, Any]], old: list[dict[str, Any]]) -> tuple[bool, str]:
+    """Whether the ``new`` rows beat the ``old`` (see the module docstring), and why."""
+    guards = quality.guard_cases(task)
+    gains = {a["case"]: a["ours"] - b["ours"] for a, b in zip(new, old, strict=True)}
+    main = [gain for case, gain in gains.items() if case not in guards]
+    mean = sum(main) / len(main)
+    lost = [case for case, gain in gains.items() if case in guards and gain < -GUARD_TOLERANCE_DB]
+    text = ", ".join(f"{case} {gain:+.2f}" for case, gain in gains.items())
+    verdict = f"held-out cases, candidate minus shipped (dB): {text}; main mean {mean:+.3f}"
+    if lost:
+        verdict += f"; guard lost more than {GUARD_TOLERANCE_DB} dB: {', '.join(lost)}"
+    return mean > 0 and not lost, verdict
 
 
 def _threads(experiment: ExperimentDir) -> int:

@@ -112,12 +112,7 @@ def test_restore_with_task_uses_shipped_model(shipped_dir: Path, tmp_path: Path)
 
 
 def test_channel_adaptation_for_warm_starts() -> None:
-    spec = importlib.util.spec_from_file_location(
-        "train_shipped", ROOT / "scripts" / "train_shipped.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _script("train_shipped")
     colour = tiny_model(seed=1).double()
     x = torch.rand(1, 1, 16, 16, dtype=torch.float64)
     with torch.no_grad():
@@ -145,3 +140,29 @@ def test_shipped_files_are_valid_and_small() -> None:
         total += model.path.stat().st_size
     assert total < 50e6
     assert SHIPPED_DIR.name == "models"
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ship_rule_weighs_main_cases_and_guards_the_mild_ones() -> None:
+    """A model ships for gains on the degradations it is for, never at the price of the mild
+    case or the clean photo (the motion model that validated better but sharpened small
+    shakes too much)."""
+    judge = _script("ship_model").judge
+
+    def rows(blur: float, shake: float, clean: float) -> list[dict]:
+        cases = {"motion blur": blur, "small shake": shake, "clean photo": clean}
+        return [{"case": case, "ours": value} for case, value in cases.items()]
+
+    shipped = rows(24.6, 26.8, 33.4)
+    assert judge("motion-deblurring", rows(25.1, 26.7, 33.3), shipped)[0]
+    better_but_harsh, verdict = judge("motion-deblurring", rows(25.1, 25.4, 32.8), shipped)
+    assert not better_but_harsh
+    assert "small shake, clean photo" in verdict
+    assert not judge("motion-deblurring", rows(24.5, 27.5, 35.0), shipped)[0]
