@@ -1134,17 +1134,24 @@ def test_writing_streams_without_whole_image_copies(
     assert peaks[1] < peaks[0] + (1 << 16) < full.nbytes / 2
 
 
+def fail_on_call(monkeypatch, name: str, n: int, error: Exception) -> list[int]:
+    """Patch ``rio.<name>`` to raise ``error`` on its ``n``-th call (a failure midway through
+    a streamed write); returns the call log, which a test clears to fail again."""
+    real, calls = getattr(rio, name), []
+
+    def failing(*args):
+        calls.append(1)
+        if len(calls) == n:
+            raise error
+        return real(*args)
+
+    monkeypatch.setattr(rio, name, failing)
+    return calls
+
+
 def test_streamed_encoder_failure_leaves_no_file(tmp_path, monkeypatch):
     monkeypatch.setattr(rio, "_STRIP_BYTES", 1000)
-    real_filter, calls = rio._png_filter, []
-
-    def fail_midway(*args):
-        calls.append(1)
-        if len(calls) == 3:
-            raise ValueError("simulated\nencoder failure")
-        return real_filter(*args)
-
-    monkeypatch.setattr(rio, "_png_filter", fail_midway)
+    calls = fail_on_call(monkeypatch, "_png_filter", 3, ValueError("simulated\nencoder failure"))
     out = tmp_path / "x.png"
     with pytest.raises(ImageFileError) as excinfo:
         write_image(out, photo())
@@ -1160,15 +1167,7 @@ def test_streamed_encoder_failure_leaves_no_file(tmp_path, monkeypatch):
 
 def test_streamed_write_failure_is_a_write_error(tmp_path, monkeypatch):
     monkeypatch.setattr(rio, "_STRIP_BYTES", 1000)
-    real_rows, calls = rio._png_rows, []
-
-    def disk_full_midway(*args):
-        calls.append(1)
-        if len(calls) == 2:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return real_rows(*args)
-
-    monkeypatch.setattr(rio, "_png_rows", disk_full_midway)
+    fail_on_call(monkeypatch, "_png_rows", 2, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
     out = tmp_path / "x.png"
     with pytest.raises(ImageFileError) as excinfo:
         write_image(out, photo())
