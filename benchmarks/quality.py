@@ -3,6 +3,7 @@
     python benchmarks/quality.py [--photos datasets/photos/val] [--tasks T ...]
                                  [--weights TASK=FILE ...] [--ensemble] [--tlc N]
                                  [--no-baselines] [--seed 2026] [--name NAME] [--write-package]
+    python benchmarks/quality.py --markdown    # README's table, from the package's numbers
 
 For every task and each of its cases (noise levels, light and heavy rain, ...) every held-out
 photo is degraded afresh (seeds ``[seed, case, photo]``, never the ones training validates
@@ -303,6 +304,39 @@ def _table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def markdown_table() -> str:
+    """README's "Where they stand" table: the numbers ``--write-package`` recorded in the
+    package, with each model's training iterations, CPU hours and test-time default."""
+    from restormer.shipped import QUALITY_FILE, shipped_models
+
+    measured = json.loads(QUALITY_FILE.read_text())["tasks"] if QUALITY_FILE.is_file() else {}
+    lines = [
+        "| task | iterations | CPU h | default | case | input | baseline | ours | target |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for task, model in shipped_models().items():
+        if model is None or task not in measured:
+            continue
+        lead = (
+            f"`{task}` | {model.training.iterations:,} | {model.training.hours:.1f} | "
+            f"{model.defaults.describe()}"
+        )
+        for row in measured[task]["cases"]:
+            base = (
+                f"{row['baseline_name']} {row['baseline']:.2f}"
+                if row["baseline"] is not None
+                else "-"
+            )
+            target = "input-0.5" if row["mild"] else row["target"]
+            mark = {True: " met", False: " **not met**", None: ""}[row["pass"]]
+            lines.append(
+                f"| {lead} | {row['case']} | {_number(row['input'])} | {base} | "
+                f"{row['ours']:.2f} | {target}{mark} |"
+            )
+            lead = " | | | "
+    return "\n".join(lines)
+
+
 def _test_time(model: Any, options: dict[str, Any]) -> str:
     """The test-time options the run used: ``TLC 192``, ``x8``, both or ``-``."""
     window = options.get("tlc", model.local_attention.window if model.local_attention else 0)
@@ -325,7 +359,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--name", default="")
     parser.add_argument("--write-package", action="store_true")
+    parser.add_argument(
+        "--markdown", action="store_true", help="print README's table of the package's numbers"
+    )
     args = parser.parse_args()
+    if args.markdown:
+        print(markdown_table())
+        return
 
     weights = dict(item.split("=", 1) for item in args.weights)
     photos = _photos(args.photos)
