@@ -163,7 +163,8 @@ def _input_view(task: str, degraded: np.ndarray) -> np.ndarray:
     return degraded
 
 
-def _photos(folder: Path) -> list[tuple[str, np.ndarray]]:
+def held_out_photos(folder: Path) -> list[tuple[str, np.ndarray]]:
+    """The held-out photos of ``folder`` as (name, float32 RGB) pairs, gray ones made RGB."""
     photos = []
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
@@ -242,7 +243,7 @@ def evaluate_task(
             "target": case.target,
             "mild": case.mild,
         }
-        row["pass"] = _passes(row)
+        row["pass"] = passes(row)
         rows.append(row)
     if not clean_photo:
         return {"cases": rows}
@@ -271,7 +272,9 @@ def _restore_clean(task: str, photo: np.ndarray, model: Any, options: dict[str, 
     return restore(degradations.undegraded(task, clean), model, **options)
 
 
-def _passes(row: dict[str, Any]) -> bool | None:
+def passes(row: dict[str, Any]) -> bool | None:
+    """Whether a result row meets its target (mild cases: at most 0.5 dB below the input);
+    None if it has none."""
     if row["mild"]:
         return row["ours"] >= row["input"] - 0.5
     target = row["target"]
@@ -368,7 +371,7 @@ def main() -> None:
         return
 
     weights = dict(item.split("=", 1) for item in args.weights)
-    photos = _photos(args.photos)
+    photos = held_out_photos(args.photos)
     bm3d = Bm3d(enabled=not args.no_baselines)
     options: dict[str, Any] = {}  # unset: each model's own defaults (load_model)
     if args.ensemble:

@@ -171,7 +171,7 @@ def main() -> None:
         decide_again(args.tasks, args.write_package)
         return
 
-    photos = quality._photos(args.photos)
+    photos = quality.held_out_photos(args.photos)
     command = " ".join(["python", "benchmarks/test_time.py", *sys.argv[1:]])
     results: dict[str, Any] = {}
     for task in args.tasks:

@@ -99,9 +99,9 @@ def main() -> None:
     if target.is_file():
         shipped = load_model(target)
         defaults = RestoreDefaults.from_metadata(read_checkpoint(target).metadata)
-        RestoreDefaults().apply(shipped)  # judged as the candidate is: no TLC, no ensemble
+        RestoreDefaults().apply(shipped)  # validation restores with these: plain, as the candidate
         print(f"shipped model: {metric} {score(shipped):.4f}")
-        photos = quality._photos(ROOT / str(options.val_dataset["dataroot_gt"]))
+        photos = quality.held_out_photos(ROOT / str(options.val_dataset["dataroot_gt"]))
         rows_new = held_out_rows(args.task, model, photos)
         rows_old = held_out_rows(args.task, shipped, photos)
         better, verdict = judge(args.task, rows_new, rows_old)
@@ -154,7 +154,7 @@ def held_out_rows(
     for c, row in enumerate(rows[:-1]):  # the seeded cases (the clean photo is last)
         for key in ("input", "ours"):
             row[key] = sum(run["cases"][c][key] for run in runs) / len(runs)
-        row["pass"] = quality._passes(row)
+        row["pass"] = quality.passes(row)
     return rows
 
 
