@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from restormer.model import Restormer
+from restormer.weights import save_weights
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 REFERENCE = SHARED / "reference"
@@ -35,6 +36,19 @@ def tiny_model(seed: int = 0, **overrides: object) -> Restormer:
     """A small random Restormer in eval mode (fast enough for any test)."""
     torch.manual_seed(seed)
     return Restormer(**{**TINY, **overrides}).eval()
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny RGB, gray and dual-pixel models saved as files, for the command-line tests."""
+    root = tmp_path_factory.mktemp("weights")
+    return {
+        "rgb": save_weights(tiny_model(seed=3), root / "rgb.pth"),
+        "gray": save_weights(tiny_model(seed=4, inp_channels=1, out_channels=1), root / "gray.pth"),
+        "dual": save_weights(
+            tiny_model(seed=5, inp_channels=6, dual_pixel_task=True), root / "dual.safetensors"
+        ),
+    }
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -17,23 +17,9 @@ from typer.testing import CliRunner
 
 from restormer.cli import app
 from restormer.inference import restore
-from restormer.weights import load_model, save_weights
-
-from .conftest import tiny_model
+from restormer.weights import load_model
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("weights")
-    return {
-        "rgb": save_weights(tiny_model(seed=3), root / "rgb.pth"),
-        "gray": save_weights(tiny_model(seed=4, inp_channels=1, out_channels=1), root / "gray.pth"),
-        "dual": save_weights(
-            tiny_model(seed=5, inp_channels=6, dual_pixel_task=True), root / "dual.safetensors"
-        ),
-    }
 
 
 def _photo(

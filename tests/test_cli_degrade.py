@@ -19,10 +19,8 @@ from typer.testing import CliRunner
 
 from restormer.cli import app
 from restormer.io import from_float, read_image, to_float, write_image
-from restormer.weights import save_weights
 
 from . import fake_degradations as fake
-from .conftest import tiny_model
 from .train_fixtures import make_photos
 
 runner = CliRunner()
@@ -39,18 +37,6 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 @pytest.fixture
 def fake_backend(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     return fake.use_backend("fake", monkeypatch)
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("weights")
-    return {
-        "rgb": save_weights(tiny_model(seed=3), root / "rgb.pth"),
-        "gray": save_weights(tiny_model(seed=4, inp_channels=1, out_channels=1), root / "gray.pth"),
-        "dual": save_weights(
-            tiny_model(seed=5, inp_channels=6, dual_pixel_task=True), root / "dual.safetensors"
-        ),
-    }
 
 
 @pytest.fixture(scope="module")
