@@ -58,6 +58,12 @@ TlcOption = Annotated[
 ]
 """``--tlc WINDOW`` of the commands that restore (restore, evaluate)."""
 
+DeviceOption = Annotated[Device, typer.Option(help="Where to run the model.")]
+PrecisionOption = Annotated[
+    Precision,
+    typer.Option(help="Arithmetic: fp32, or bf16 (faster only with native bfloat16 support)."),
+]
+
 
 class UserError(Exception):
     """A problem the user can fix; its message is printed as one line."""

@@ -10,7 +10,9 @@ from rich.progress import Progress
 
 from restormer.cli.common import (
     Device,
+    DeviceOption,
     Precision,
+    PrecisionOption,
     TlcOption,
     app,
     err,
@@ -56,11 +58,8 @@ def evaluate_command(
     ] = None,
     tile_overlap: Annotated[int, typer.Option(help="Overlap between tiles, in pixels.")] = 32,
     tlc: TlcOption = None,
-    device: Annotated[Device, typer.Option(help="Where to run the model.")] = Device.cpu,
-    precision: Annotated[
-        Precision,
-        typer.Option(help="Arithmetic: fp32, or bf16 (faster only with native bfloat16 support)."),
-    ] = Precision.fp32,
+    device: DeviceOption = Device.cpu,
+    precision: PrecisionOption = Precision.fp32,
     limit: Annotated[
         int | None, typer.Option(help="Evaluate only the first N images.", min=1)
     ] = None,

@@ -16,8 +16,10 @@ from rich.progress import Progress
 
 from restormer.cli.common import (
     Device,
+    DeviceOption,
     OutputFormat,
     Precision,
+    PrecisionOption,
     TlcOption,
     UserError,
     app,
@@ -83,11 +85,8 @@ def restore(
         ),
     ] = None,
     tlc: TlcOption = None,
-    device: Annotated[Device, typer.Option(help="Where to run the model.")] = Device.cpu,
-    precision: Annotated[
-        Precision,
-        typer.Option(help="Arithmetic: fp32, or bf16 (faster only with native bfloat16 support)."),
-    ] = Precision.fp32,
+    device: DeviceOption = Device.cpu,
+    precision: PrecisionOption = Precision.fp32,
     output_format: Annotated[
         OutputFormat, typer.Option("--format", "-f", help="Output file format.")
     ] = OutputFormat.png,
