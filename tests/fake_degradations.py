@@ -92,6 +92,11 @@ def degrade(task: str, clean: np.ndarray, rng: np.random.Generator) -> np.ndarra
     return apply(task, clean, rng, sample(task, rng))
 
 
+def check_sampler_options(task: str, options: dict[str, object]) -> None:
+    for name in options:  # the fake samplers take no options
+        raise ValueError(f"{task} has no sampler option {name!r} (options: none)")
+
+
 def undegraded(task: str, clean: np.ndarray) -> np.ndarray:
     copies = input_channels(task) // clean.shape[2]
     return np.concatenate([clean] * copies, axis=2)

@@ -539,6 +539,36 @@ def test_motion_sizes_reach_at_least_35_and_both_kinds_occur() -> None:
     assert sigmas.min() >= 0.0 and sigmas.max() <= 2.0
 
 
+def test_log_uniform_motion_sizes_favour_small_blurs_and_uniform_is_the_default() -> None:
+    def sizes(**options: str) -> np.ndarray:
+        rng = np.random.default_rng(4)
+        return np.array([deg.sample("motion-deblurring", rng, **options).size for _ in range(4000)])
+
+    uniform, skewed = sizes(), sizes(size_distribution="log-uniform")
+    assert np.array_equal(uniform, sizes(size_distribution="uniform"))
+    assert skewed.min() == 7 and skewed.max() == 41
+    assert 0.25 < (uniform <= 15).mean() < 0.31  # 5 of 18 sides
+    assert 0.46 < (skewed <= 15).mean() < 0.54  # 1/size weights: half the draws
+    assert (skewed == 7).mean() > 5 * (skewed == 41).mean()
+
+
+@pytest.mark.parametrize(
+    ("task", "options", "message"),
+    [
+        ("motion-deblurring", {"size_distribution": "gamma"}, "unknown size_distribution 'gamma'"),
+        ("motion-deblurring", {"sizes": 3}, "motion-deblurring has no sampler option 'sizes'"),
+        ("deraining", {"size_distribution": "uniform"}, "deraining has no sampler option"),
+    ],
+)
+def test_bad_sampler_options_are_one_line_errors(
+    task: str, options: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message) as caught:
+        deg.check_sampler_options(task, options)
+    assert "\n" not in str(caught.value)
+    deg.check_sampler_options("motion-deblurring", {"size_distribution": "log-uniform"})
+
+
 def test_linear_motion_kernel_is_a_line() -> None:
     path = kernels.linear_motion_path(0.0)
     kernel = kernels.rasterise_path(path, 21)

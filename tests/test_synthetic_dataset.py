@@ -93,6 +93,13 @@ def hwc(chw: np.ndarray) -> np.ndarray:
         ("train", {"clean_fraction": -0.1}, "datasets.train.clean_fraction: expected a number"),
         ("train", {"clean_fraction": "some"}, "datasets.train.clean_fraction: expected a number"),
         ("val", {"clean_fraction": 0.1}, "datasets.val.clean_fraction: only for training sets"),
+        ("val", {"sampler_options": {"x": 1}}, "datasets.val.sampler_options: only for training"),
+        ("train", {"sampler_options": [1]}, "datasets.train.sampler_options: expected a mapping"),
+        (
+            "train",
+            {"sampler_options": {"x": 1}},
+            "datasets.train.sampler_options: deraining has no",
+        ),
         ("train", {"in_ch": 1}, "datasets.train.in_ch: unknown option"),
         ("train", {"dataroot_lq": "x"}, "datasets.train.dataroot_lq: unknown option"),
         ("train", {"sigma_range": [0, 50]}, "datasets.train.sigma_range: unknown option"),
@@ -296,6 +303,25 @@ def test_clean_fraction_leaves_that_share_of_samples_undegraded(
         views = np.split(degraded, degraded.shape[0] // clean.shape[0])
         undegraded += all(np.array_equal(view, clean) for view in views)
     assert 30 <= undegraded <= 70  # 50 expected
+
+
+def test_sampler_options_reshape_the_training_draw(tmp_path: Path, photos: Path) -> None:
+    from restormer import degradations
+
+    task, options = "motion-deblurring", {"size_distribution": "log-uniform"}
+    train = build_training_set(section(photos, task, sampler_options=options), cache_dir=tmp_path)
+    assert train.options.sampler_options == options
+    seen: list[dict[str, object]] = []
+    real = degradations.degrade
+
+    def spy(task: str, clean: np.ndarray, rng: np.random.Generator, **kw: object) -> np.ndarray:
+        seen.append(kw)
+        return real(task, clean, rng, **kw)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(degradations, "degrade", spy)
+        train.sample(0, np.random.default_rng(0), PATCH)
+    assert seen == [options]
 
 
 def test_validation_is_degraded_once_with_its_own_seed(

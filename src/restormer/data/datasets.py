@@ -264,7 +264,7 @@ class SyntheticTrainingSet(TrainingSet):
         fraction = self.options.clean_fraction
         if fraction > 0 and rng.random() < fraction:
             return _degradations().undegraded(self.task, clean)
-        return _degradations().degrade(self.task, clean, rng)
+        return _degradations().degrade(self.task, clean, rng, **self.options.sampler_options)
 
 
 class SyntheticValidationSet(ValidationSet):

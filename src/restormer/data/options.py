@@ -19,14 +19,15 @@ follow the task (gray for ``gaussian-gray-denoising``, a 6-channel left + right 
 degradation of each validation image; training samples draw theirs from ``manual_seed``.
 ``clean_fraction`` (training only, default 0, below 1) is the share of training samples left
 undegraded (:func:`restormer.degradations.undegraded`), so the model learns to leave clean
-content alone.
+content alone. ``sampler_options`` (training only) reshape the draw of degradation parameters
+(:func:`restormer.degradations.sample`), e.g. ``{size_distribution: log-uniform}`` for motion.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -87,7 +88,7 @@ _KEYS: dict[Kind, frozenset[str]] = {
     "paired": _COMMON_KEYS | {"dataroot_lq"},
     "gaussian": _COMMON_KEYS | {"dataroot_lq", "sigma_type", "sigma_range", "sigma_test", "in_ch"},
     "dual_pixel": _COMMON_KEYS | {"dataroot_lqL", "dataroot_lqR"},
-    "synthetic": _COMMON_KEYS | {"degradation", "seed", "clean_fraction"},
+    "synthetic": _COMMON_KEYS | {"degradation", "seed", "clean_fraction", "sampler_options"},
 }
 # Official keys whose feature is not implemented: refusing them beats silently ignoring them.
 _UNSUPPORTED = {
@@ -140,6 +141,8 @@ class DatasetOptions:
     ``np.random.default_rng([seed, i])``."""
     clean_fraction: float = 0.0
     """Synthetic degradations, training: the share of samples left undegraded."""
+    sampler_options: Mapping[str, Any] = field(default_factory=dict)
+    """Synthetic degradations, training: keyword arguments of the task's parameter sampler."""
 
     def key(self, name: str) -> str:
         """The full option key, for messages: ``datasets.train.<name>``."""
@@ -182,6 +185,7 @@ def parse_dataset_options(
         degradation=degradation,
         seed=_validation_seed(opt, key_prefix, train) if kind == "synthetic" else 0,
         clean_fraction=_clean_fraction(opt, key_prefix, train) if kind == "synthetic" else 0.0,
+        sampler_options=_sampler_options(opt, key_prefix, train, degradation),
     )
 
 
@@ -337,6 +341,28 @@ def _clean_fraction(opt: Mapping[str, Any], prefix: str, train: bool) -> float:
     if not 0 <= value < 1:
         raise DatasetOptionError(f"{key}: expected a number in [0, 1), got {value}")
     return float(value)
+
+
+def _sampler_options(
+    opt: Mapping[str, Any], prefix: str, train: bool, task: str | None
+) -> dict[str, Any]:
+    """``sampler_options`` of a synthetic training set: a mapping the task's sampler accepts
+    (:func:`restormer.degradations.check_sampler_options`), default none."""
+    value = opt.get("sampler_options")
+    if value is None or task is None:
+        return {}
+    key = f"{prefix}.sampler_options"
+    if not train:
+        raise DatasetOptionError(f"{key}: only for training sets (validation draws as benchmarks)")
+    if not isinstance(value, Mapping):
+        raise DatasetOptionError(f"{key}: expected a mapping, got {_show(value)}")
+    from restormer.degradations import check_sampler_options
+
+    try:
+        check_sampler_options(task, value)
+    except ValueError as exc:
+        raise DatasetOptionError(f"{key}: {exc}") from None
+    return dict(value)
 
 
 def _number(value: object, key: str) -> float:

@@ -37,7 +37,8 @@ Modules: :mod:`~restormer.degradations.colour` (sRGB <-> linear light, quantisat
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -75,6 +76,7 @@ __all__ = [
     "Params",
     "RainParams",
     "apply",
+    "check_sampler_options",
     "clean_channels",
     "combined_view",
     "context",
@@ -98,7 +100,7 @@ _CAMERA_CONTEXT = 8
 
 @dataclass(frozen=True)
 class _Degradation:
-    sample: Callable[[np.random.Generator], Any]
+    sample: Callable[..., Any]  # (rng, **options) -> parameters
     apply: Callable[[np.ndarray, np.random.Generator, Any], np.ndarray]
     params: type
     clean_channels: int
@@ -139,9 +141,23 @@ def _entry(task: str) -> _Degradation:
         raise ValueError(f"unknown task {task!r}; valid tasks: {valid}") from None
 
 
-def sample(task: str, rng: np.random.Generator) -> Params:
-    """Draw the parameters of one degradation for ``task`` over its realistic range."""
-    return _entry(task).sample(rng)
+def sample(task: str, rng: np.random.Generator, **options: Any) -> Params:
+    """Draw the parameters of one degradation for ``task`` over its realistic range.
+
+    ``options``: keyword arguments of the task's sampler that reshape the draw for training
+    (``motion-deblurring``: ``size_distribution``); none gives the benchmark's draw.
+    """
+    return _entry(task).sample(rng, **options)
+
+
+def check_sampler_options(task: str, options: Mapping[str, Any]) -> None:
+    """Raise ValueError, in one line, when ``options`` are not valid for ``task``'s sampler."""
+    accepted = list(inspect.signature(_entry(task).sample).parameters)[1:]
+    for name in options:
+        if name not in accepted:
+            known = ", ".join(accepted) if accepted else "none"
+            raise ValueError(f"{task} has no sampler option {name!r} (options: {known})")
+    sample(task, np.random.default_rng(0), **options)  # invalid values raise here
 
 
 def apply(task: str, clean: np.ndarray, rng: np.random.Generator, params: Params) -> np.ndarray:
@@ -157,11 +173,12 @@ def apply(task: str, clean: np.ndarray, rng: np.random.Generator, params: Params
     return entry.apply(clean, rng, params)
 
 
-def degrade(task: str, clean: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``apply(task, clean, rng, sample(task, rng))``: one random degradation of ``clean``."""
+def degrade(task: str, clean: np.ndarray, rng: np.random.Generator, **options: Any) -> np.ndarray:
+    """``apply(task, clean, rng, sample(task, rng, **options))``: one random degradation of
+    ``clean``."""
     entry = _entry(task)
     _check_clean(task, clean, entry.clean_channels)
-    return entry.apply(clean, rng, entry.sample(rng))
+    return entry.apply(clean, rng, entry.sample(rng, **options))
 
 
 def undegraded(task: str, clean: np.ndarray) -> np.ndarray:
