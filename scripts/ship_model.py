@@ -6,8 +6,9 @@ Picks the run's latest weights or their moving average, whichever validates bett
 run's validation set (one degradation per held-out photo), then judges that candidate
 against the model the package ships now on the held-out cases of ``benchmarks/quality.py``
 (every case of the task on every held-out photo, six draws each with seeds of their own;
-both models plain: no TLC, no ensemble). It writes ``src/restormer/models/TASK.safetensors`` (or
-with ``--force``) when
+both models plain: no TLC, no ensemble; the shipped model's rows are kept in
+``experiments/TASK/shipped_rows.json`` until it or the scoring code changes). It writes
+``src/restormer/models/TASK.safetensors`` (or with ``--force``) when
 
 * the main cases (the degradations the task is for) improve on average, and
 * every guard case (the mild degradation, the clean photo) either loses no more than
@@ -24,11 +25,15 @@ test-time defaults of the model it replaces (``benchmarks/test_time.py``) carry 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+import restormer
 from restormer.model import Restormer
 from restormer.restore_defaults import RestoreDefaults
 from restormer.shipped import TRAINING_METADATA_KEY, TrainingRecord, shipped_path
@@ -99,6 +104,7 @@ def main() -> None:
 
     target = shipped_path(args.task)
     defaults = RestoreDefaults()
+    judged: tuple[RowCache, list[dict[str, Any]]] | None = None  # the candidate's rows
     if target.is_file():
         shipped = load_model(target)
         defaults = RestoreDefaults.from_metadata(read_checkpoint(target).metadata)
@@ -106,7 +112,12 @@ def main() -> None:
         print(f"shipped model: {metric} {score(shipped):.4f}")
         photos = quality.held_out_photos(ROOT / str(options.val_dataset["dataroot_gt"]))
         rows_new = held_out_rows(args.task, model, photos)
-        rows_old = held_out_rows(args.task, shipped, photos)
+        cache = RowCache(experiment.root / "shipped_rows.json", photos)
+        rows_old = cache.get(target)
+        if rows_old is None:
+            rows_old = held_out_rows(args.task, shipped, photos)
+            cache.put(target, rows_old)
+        judged = (cache, rows_new)
         better, verdict = judge(args.task, rows_new, rows_old)
         print(verdict)
         if not better and not args.force:
@@ -135,6 +146,8 @@ def main() -> None:
         metadata={TRAINING_METADATA_KEY: record.to_json(), **defaults.to_metadata()},
         overwrite=True,
     )
+    if judged is not None:
+        judged[0].put(target, judged[1])  # the next judge need not restore this model again
     size = target.stat().st_size / 1e6
     stored_as = "float16" if use_half else "float32"
     print(f"shipped {target.relative_to(ROOT)} ({size:.1f} MB, {stored_as})")
@@ -159,6 +172,55 @@ def held_out_rows(
             row[key] = sum(run["cases"][c][key] for run in runs) / len(runs)
         row["pass"] = quality.passes(row)
     return rows
+
+
+class RowCache:
+    """The shipped model's held-out rows, kept in a JSON file beside the run.
+
+    Restoring the shipped model on every draw is half of a judge's time, and its rows do not
+    change until the model file, the held-out photos, the draws or the code that degrades and
+    scores them do: all of those make the key.
+    """
+
+    def __init__(self, path: Path, photos: list[tuple[str, Any]]) -> None:
+        self.path = path
+        self._context = hashlib.sha256()
+        for source in sorted(_scoring_sources()):
+            self._context.update(source.read_bytes())
+        self._context.update(json.dumps([[name for name, _ in photos], JUDGE_SEEDS]).encode())
+        for _, pixels in photos:
+            self._context.update(np.ascontiguousarray(pixels).tobytes())
+
+    def _key(self, model_file: Path) -> str:
+        key = self._context.copy()
+        key.update(model_file.read_bytes())
+        return key.hexdigest()
+
+    def get(self, model_file: Path) -> list[dict[str, Any]] | None:
+        """The rows kept for ``model_file``, or None."""
+        if not self.path.is_file():
+            return None
+        try:
+            kept = json.loads(self.path.read_text())
+        except json.JSONDecodeError:
+            return None
+        return kept.get("rows") if kept.get("key") == self._key(model_file) else None
+
+    def put(self, model_file: Path, rows: list[dict[str, Any]]) -> None:
+        """Keep ``rows`` as those of ``model_file`` (replacing any others), atomically."""
+        partial = self.path.with_suffix(".partial")
+        partial.write_text(json.dumps({"key": self._key(model_file), "rows": rows}))
+        partial.replace(self.path)
+
+
+def _scoring_sources() -> list[Path]:
+    """The code a held-out row depends on: the benchmark, the degradations, PSNR, restoring."""
+    package = Path(restormer.__file__).resolve().parent
+    return [
+        Path(quality.__file__).resolve(),
+        *sorted(package.glob("*.py")),
+        *sorted((package / "degradations").glob("*.py")),
+    ]
 
 
 def judge(task: str, new: list[dict[str, Any]], old: list[dict[str, Any]]) -> tuple[bool, str]:

@@ -172,3 +172,23 @@ def test_ship_rule_weighs_main_cases_and_guards_the_mild_ones() -> None:
     assert not judge("motion-deblurring", rows(24.5, 27.5, 35.0), shipped)[0]
     # a guard may lose against the shipped model as long as it stays above its own bar
     assert judge("motion-deblurring", rows(25.0, 26.4, 44.0), shipped)[0]
+
+
+def test_shipped_rows_are_kept_until_the_model_file_or_the_photos_change(tmp_path: Path) -> None:
+    cache_type = _script("ship_model").RowCache
+    model = tmp_path / "model.safetensors"
+    model.write_bytes(b"weights one")
+    photos = [("a.png", np.zeros((2, 2, 3), np.float32)), ("b.png", np.ones((2, 2, 3), np.float32))]
+    cache = cache_type(tmp_path / "shipped_rows.json", photos)
+    assert cache.get(model) is None
+    rows = [{"case": "rain", "input": 30.5, "ours": 36.25, "pass": True}]
+    cache.put(model, rows)
+    assert cache_type(tmp_path / "shipped_rows.json", photos).get(model) == rows
+    assert cache_type(tmp_path / "shipped_rows.json", photos[:1]).get(model) is None
+    changed = [photos[0], ("b.png", np.zeros((2, 2, 3), np.float32))]
+    assert cache_type(tmp_path / "shipped_rows.json", changed).get(model) is None
+    model.write_bytes(b"weights two")
+    assert cache.get(model) is None
+    (tmp_path / "shipped_rows.json").write_text("{not json")
+    assert cache.get(model) is None
+    assert not list(tmp_path.glob("*.partial"))
