@@ -7,7 +7,7 @@ run's validation set (one degradation per held-out photo), then judges that cand
 against the model the package ships now on the held-out cases of ``benchmarks/quality.py``
 (every case of the task on every held-out photo, six draws each with seeds of their own;
 both models plain: no TLC, no ensemble; the shipped model's rows are kept in
-``experiments/TASK/shipped_rows.json`` until it or the scoring code changes). It writes
+``experiments/TASK/shipped_rows.json`` until its weights or the scoring code change). It writes
 ``src/restormer/models/TASK.safetensors`` (or with ``--force``) when
 
 * the main cases (the degradations the task is for) improve on average, and
@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 import restormer
 from restormer.model import Restormer
@@ -178,8 +179,8 @@ class RowCache:
     """The shipped model's held-out rows, kept in a JSON file beside the run.
 
     Restoring the shipped model on every draw is half of a judge's time, and its rows do not
-    change until the model file, the held-out photos, the draws or the code that degrades and
-    scores them do: all of those make the key.
+    change until the model's weights, the held-out photos, the draws or the code that degrades
+    and scores them do: all of those make the key.
     """
 
     def __init__(self, path: Path, photos: list[tuple[str, Any]]) -> None:
@@ -192,8 +193,11 @@ class RowCache:
             self._context.update(np.ascontiguousarray(pixels).tobytes())
 
     def _key(self, model_file: Path) -> str:
+        """The context and the file's weights: its metadata (test-time defaults) may change."""
         key = self._context.copy()
-        key.update(model_file.read_bytes())
+        for name, tensor in sorted(read_checkpoint(model_file).state_dict.items()):
+            key.update(f"{name} {tensor.dtype} {tuple(tensor.shape)}".encode())
+            key.update(tensor.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
         return key.hexdigest()
 
     def get(self, model_file: Path) -> list[dict[str, Any]] | None:

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from restormer import load_model, restore
 from restormer.cli import app
+from restormer.model import Restormer
 from restormer.shipped import (
     SHIPPED_DIR,
     TRAINING_METADATA_KEY,
@@ -174,20 +175,25 @@ def test_ship_rule_weighs_main_cases_and_guards_the_mild_ones() -> None:
     assert judge("motion-deblurring", rows(25.0, 26.4, 44.0), shipped)[0]
 
 
-def test_shipped_rows_are_kept_until_the_model_file_or_the_photos_change(tmp_path: Path) -> None:
+def test_shipped_rows_are_kept_until_the_weights_or_the_photos_change(tmp_path: Path) -> None:
     cache_type = _script("ship_model").RowCache
     model = tmp_path / "model.safetensors"
-    model.write_bytes(b"weights one")
+    torch.manual_seed(0)
+    weights = Restormer(dim=8, num_blocks=[1, 1, 1, 1], num_refinement_blocks=1).state_dict()
+    save_weights(weights, model)
     photos = [("a.png", np.zeros((2, 2, 3), np.float32)), ("b.png", np.ones((2, 2, 3), np.float32))]
     cache = cache_type(tmp_path / "shipped_rows.json", photos)
     assert cache.get(model) is None
     rows = [{"case": "rain", "input": 30.5, "ours": 36.25, "pass": True}]
     cache.put(model, rows)
     assert cache_type(tmp_path / "shipped_rows.json", photos).get(model) == rows
+    save_weights(weights, model, metadata={"note": "new test-time defaults"}, overwrite=True)
+    assert cache.get(model) == rows  # metadata is not the model
     assert cache_type(tmp_path / "shipped_rows.json", photos[:1]).get(model) is None
     changed = [photos[0], ("b.png", np.zeros((2, 2, 3), np.float32))]
     assert cache_type(tmp_path / "shipped_rows.json", changed).get(model) is None
-    model.write_bytes(b"weights two")
+    weights["output.weight"] = weights["output.weight"] + 1e-3
+    save_weights(weights, model, overwrite=True)
     assert cache.get(model) is None
     (tmp_path / "shipped_rows.json").write_text("{not json")
     assert cache.get(model) is None
