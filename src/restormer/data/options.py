@@ -353,7 +353,9 @@ def _sampler_options(
         return {}
     key = f"{prefix}.sampler_options"
     if not train:
-        raise DatasetOptionError(f"{key}: only for training sets (validation draws as benchmarks)")
+        raise DatasetOptionError(
+            f"{key}: only for training sets (validation draws as the benchmarks do)"
+        )
     if not isinstance(value, Mapping):
         raise DatasetOptionError(f"{key}: expected a mapping, got {_show(value)}")
     from restormer.degradations import check_sampler_options
