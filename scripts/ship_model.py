@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 import restormer
+from restormer.files import write_atomically
 from restormer.model import Restormer
 from restormer.restore_defaults import RestoreDefaults
 from restormer.shipped import TRAINING_METADATA_KEY, TrainingRecord, shipped_path
@@ -212,9 +213,8 @@ class RowCache:
 
     def put(self, model_file: Path, rows: list[dict[str, Any]]) -> None:
         """Keep ``rows`` as those of ``model_file`` (replacing any others), atomically."""
-        partial = self.path.with_suffix(".partial")
-        partial.write_text(json.dumps({"key": self._key(model_file), "rows": rows}))
-        partial.replace(self.path)
+        kept = json.dumps({"key": self._key(model_file), "rows": rows}).encode()
+        write_atomically(self.path, kept, overwrite=True)
 
 
 def _scoring_sources() -> list[Path]:
@@ -222,8 +222,8 @@ def _scoring_sources() -> list[Path]:
     package = Path(restormer.__file__).resolve().parent
     return [
         Path(quality.__file__).resolve(),
-        *sorted(package.glob("*.py")),
-        *sorted((package / "degradations").glob("*.py")),
+        *package.glob("*.py"),
+        *(package / "degradations").glob("*.py"),
     ]
 
 
