@@ -1,7 +1,7 @@
 """Train (or keep training) the shipped model of one task, on CPU, resumable across sessions.
 
-    python scripts/train_shipped.py TASK [--hours H] [--threads N] [--from OTHER_TASK]
-                                    [--precision auto|fp32|bf16]
+    python scripts/train_shipped.py TASK [--hours H] [--until ITERATION] [--threads N]
+                                    [--from OTHER_TASK] [--precision auto|fp32|bf16]
 
 Runs ``restormer train configs/shipped/TASK.yml`` with these rules, so that a run killed at
 any moment, or a machine that lost its ``experiments/`` folder, costs at most the iterations
@@ -75,6 +75,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("task", choices=list(TASKS))
     parser.add_argument("--hours", type=float, default=None, help="stop cleanly after this long")
+    parser.add_argument(
+        "--until",
+        type=int,
+        default=None,
+        metavar="ITERATION",
+        help="stop at this iteration, e.g. the end of a learning-rate cycle (default: the "
+        "option file's total_iter)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="OpenMP threads (default 1)")
     parser.add_argument("--from", dest="source", choices=list(TASKS), default=None)
     parser.add_argument(
@@ -94,6 +102,10 @@ def main() -> None:
     if args.hours is not None:
         command += ["--max-hours", str(args.hours)]
     command += ["--set", f"train.precision={_precision(args.precision)}"]
+    if args.until is not None:
+        if args.until < 1:
+            raise SystemExit(f"--until {args.until}: expected an iteration >= 1")
+        command += ["--set", f"train.total_iter={args.until}"]
 
     if newest_state(experiment) is None:
         warm = _warm_start(args.task, args.source, experiment)

@@ -126,6 +126,24 @@ def test_channel_adaptation_for_warm_starts() -> None:
         assert dual["patch_embed.proj.weight"].shape[1] == 6
 
 
+def test_training_can_stop_at_the_end_of_a_learning_rate_cycle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--until`` ends the run at an iteration (resumable later), not after a time."""
+    module = _script("train_shipped")
+    commands: list[list[str]] = []
+    monkeypatch.setattr(module.subprocess, "call", lambda cmd, **_: commands.append(cmd) or 0)
+    argv = ["train_shipped.py", "deraining", "--until", "8000", "--experiments", str(tmp_path)]
+    monkeypatch.setattr("sys.argv", argv)
+    with pytest.raises(SystemExit) as stopped:
+        module.main()
+    assert stopped.value.code == 0
+    assert "train.total_iter=8000" in commands[0]
+    monkeypatch.setattr("sys.argv", [*argv[:3], "0", *argv[4:]])
+    with pytest.raises(SystemExit, match="--until 0: expected an iteration >= 1"):
+        module.main()
+
+
 def test_shipped_files_are_valid_and_small() -> None:
     """Whatever the package ships loads strictly, carries its record, and stays small."""
     total = 0
