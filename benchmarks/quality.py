@@ -10,9 +10,10 @@ For every task and each of its cases (noise levels, light and heavy rain, ...) e
 photo is degraded afresh ``--draws`` times (seeds ``[seed, case, photo]``, then ``[seed, case,
 photo, draw]``: never the ones training validates with, nor those ``scripts/ship_model.py``
 chooses models by), restored by the shipped model (``restormer.load_model(task)``, or
-``--weights``) and scored. One draw per photo moves a case's mean by up to half a dB on rain and
-motion blur; six (36 samples a case) bring that to about 0.1 dB. Printed per case: the mean PSNR
-of the degraded input, of the classical baseline where there is one (CBM3D / BM3D from the
+``--weights``) and scored. A model's gain varies from one draw to the next (by 3 dB, one
+standard deviation, on light rain), so one draw a photo leaves a case's mean uncertain by up to
+a dB; six draws bring the standard error of a gain to 0.2-0.5 dB. Printed per case: the mean
+PSNR of the degraded input, of the classical baseline where there is one (CBM3D / BM3D from the
 ``bm3d`` package, for Gaussian noise at the noise level it is told), and of ours with the
 standard error of its margin over the target's reference (input or baseline; over the samples),
 the target of issue 5 and a pass/fail mark. Two checks on every model besides: a *clean* photo
