@@ -199,7 +199,10 @@ class MDTA(nn.Module):
 class GDFN(nn.Module):
     """Gated-Dconv Feed-forward Network: GELU(dwconv(x1)) * dwconv(x2), then a 1x1 projection.
 
-    Works on channels-last (B, H, W, C) maps.
+    Works on channels-last (B, H, W, C) maps. The gate is copied out of the dwconv's output
+    before the GELU: PyTorch's GELU on that strided half is 5-9x slower than on a contiguous
+    copy, forward and backward (bf16 and fp32, one thread); the copy made the compact
+    model's training step 15% faster (the values differ by float rounding at most).
     """
 
     def __init__(self, dim: int, ffn_expansion_factor: float, bias: bool) -> None:
@@ -213,7 +216,7 @@ class GDFN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         gate, value = spatial(pointwise(x, self.project_in), self.dwconv).chunk(2, dim=-1)
-        return pointwise(F.gelu(gate) * value, self.project_out)
+        return pointwise(F.gelu(gate.contiguous()) * value, self.project_out)
 
 
 class TransformerBlock(nn.Module):
