@@ -8,12 +8,16 @@ any moment, or a machine that lost its ``experiments/`` folder, costs at most th
 since the last checkpoint, never the model:
 
 1. ``experiments/TASK`` holds a training state: resume it (``--resume auto``).
-2. Otherwise, when the package ships a model for TASK: warm-start from it, and record its
-   training iterations and hours in ``experiments/TASK/lineage.json`` so that
-   ``scripts/ship_model.py`` reports the totals of the whole lineage.
-3. Otherwise, with ``--from OTHER_TASK``: warm-start from that task's shipped model, its first
-   and last convolutions adapted to this task's channels (:func:`adapt_channels`).
-4. Otherwise: from scratch.
+2. Otherwise, when the package ships a model for TASK with the option file's architecture:
+   warm-start from it, and record its training iterations and hours in
+   ``experiments/TASK/lineage.json`` so that ``scripts/ship_model.py`` reports the totals of
+   the whole lineage.
+3. Otherwise, with ``--from OTHER_TASK`` (a shipped model of the same widths and depths):
+   warm-start from that task's shipped model, its first and last convolutions adapted to this
+   task's channels (:func:`adapt_channels`).
+4. Otherwise: from scratch. So a wider or deeper model in the option file starts afresh (its
+   ``experiments/TASK`` must not hold the old model's states), and ``scripts/ship_model.py``
+   replaces the shipped one only if it restores better.
 
 Training runs in bf16 autocast where the CPU has native bfloat16 (``--precision auto``,
 the default), else in fp32. The training photos are ``datasets/photos/train`` (make them with
@@ -36,7 +40,12 @@ import torch
 from restormer.shipped import TRAINING_METADATA_KEY, shipped_path
 from restormer.tasks import TASKS
 from restormer.train.checkpoint import ExperimentDir, newest_state
-from restormer.weights import native_bfloat16, read_checkpoint, save_weights
+from restormer.weights import (
+    CONFIG_METADATA_KEY,
+    native_bfloat16,
+    read_checkpoint,
+    save_weights,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -130,24 +139,54 @@ def _precision(choice: str) -> str:
     return "bf16" if native_bfloat16("cpu") else "fp32"
 
 
+ARCHITECTURE_KEYS = (
+    "dim",
+    "num_blocks",
+    "num_refinement_blocks",
+    "heads",
+    "ffn_expansion_factor",
+    "bias",
+    "LayerNorm_type",
+)
+"""What a warm start must share with the option file: all but the image channels."""
+
+
+def architecture_change(model: Path, network: dict) -> str | None:
+    """How the option file's ``network`` differs from the model file's in anything that
+    shapes its weights other than the image channels, e.g. ``"dim 16 -> 24"``; None if not."""
+    config = json.loads(read_checkpoint(model).metadata.get(CONFIG_METADATA_KEY, "{}"))
+    changes = [
+        f"{key} {config.get(key)} -> {network.get(key)}"
+        for key in ARCHITECTURE_KEYS
+        if config.get(key) != network.get(key)
+    ]
+    return ", ".join(changes) or None
+
+
 def _warm_start(task: str, source: str | None, experiment: ExperimentDir) -> Path | None:
     """Prepare warm-start weights for a run without a state; None: start from scratch."""
+    from restormer.train import load_options
+
+    network = load_options(ROOT / "configs" / "shipped" / f"{task}.yml").network.to_dict()
     own = shipped_path(task)
     if own.is_file():
-        record = read_checkpoint(own).metadata.get(TRAINING_METADATA_KEY, "{}")
-        lineage = {k: v for k, v in json.loads(record).items() if k in ("iterations", "hours")}
-        experiment.root.mkdir(parents=True, exist_ok=True)
-        (experiment.root / "lineage.json").write_text(json.dumps(lineage))
-        print(f"warm start from the shipped {task} model ({lineage})", flush=True)
-        return own
+        change = architecture_change(own, network)
+        if change is None:
+            record = read_checkpoint(own).metadata.get(TRAINING_METADATA_KEY, "{}")
+            lineage = {k: v for k, v in json.loads(record).items() if k in ("iterations", "hours")}
+            experiment.root.mkdir(parents=True, exist_ok=True)
+            (experiment.root / "lineage.json").write_text(json.dumps(lineage))
+            print(f"warm start from the shipped {task} model ({lineage})", flush=True)
+            return own
+        print(f"not warm-started from the shipped {task} model: the option file has {change}")
     if source is None:
         return None
     other = shipped_path(source)
     if not other.is_file():
         raise SystemExit(f"--from {source}: no shipped model for that task")
-    from restormer.train import load_options
-
-    network = load_options(ROOT / "configs" / "shipped" / f"{task}.yml").network.to_dict()
+    change = architecture_change(other, network)
+    if change is not None:
+        raise SystemExit(f"--from {source}: its model has another architecture ({change})")
     state = {k: v.float() for k, v in read_checkpoint(other).state_dict.items()}
     state = adapt_channels(state, network["inp_channels"], network["out_channels"])
     experiment.root.mkdir(parents=True, exist_ok=True)

@@ -144,6 +144,39 @@ def test_training_can_stop_at_the_end_of_a_learning_rate_cycle(
         module.main()
 
 
+def test_a_wider_model_in_the_option_file_trains_from_scratch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shipped model warm-starts its task's run only when the option file keeps its widths
+    and depths; another task's model with other widths is refused as a ``--from`` source."""
+    module = _script("train_shipped")
+    model = tiny_model(seed=7)
+    shipped = save_weights(model.state_dict(), tmp_path / "m.safetensors", config=model.config)
+    network = model.config.to_dict()
+    assert module.architecture_change(shipped, network) is None
+    assert module.architecture_change(shipped, {**network, "inp_channels": 1}) is None
+    wider = {**network, "dim": 2 * network["dim"], "num_refinement_blocks": 3}
+    assert module.architecture_change(shipped, wider) == (
+        f"dim {network['dim']} -> {2 * network['dim']}, "
+        f"num_refinement_blocks {network['num_refinement_blocks']} -> 3"
+    )
+
+    commands: list[list[str]] = []
+    monkeypatch.setattr(module.subprocess, "call", lambda cmd, **_: commands.append(cmd) or 0)
+    monkeypatch.setattr(module, "shipped_path", lambda task: shipped)  # not the dim-16 recipe
+    experiments = tmp_path / "experiments"
+    argv = ["train_shipped.py", "deraining", "--experiments", str(experiments)]
+    monkeypatch.setattr("sys.argv", argv)
+    with pytest.raises(SystemExit) as stopped:
+        module.main()
+    assert stopped.value.code == 0
+    assert not any("pretrain_network_g" in part for part in commands[0])
+    assert not (experiments / "deraining" / "lineage.json").exists()
+    monkeypatch.setattr("sys.argv", [*argv, "--from", "real-denoising"])
+    with pytest.raises(SystemExit, match="--from real-denoising: its model has another arch"):
+        module.main()
+
+
 def test_shipped_files_are_valid_and_small() -> None:
     """Whatever the package ships loads strictly, carries its record, and stays small."""
     total = 0
