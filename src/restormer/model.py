@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from restormer.fused import bias_free_norm, compiled_bias_free_norm
+
 if TYPE_CHECKING:
     from restormer.local_attention import LevelWindow, LocalAttention
 
@@ -91,15 +93,20 @@ def spatial(x: Tensor, conv: nn.Conv2d) -> Tensor:
 
 
 class BiasFreeLayerNorm(nn.Module):
-    """Scales each pixel's channel vector by its inverse standard deviation; no centring."""
+    """Scales each pixel's channel vector by its inverse standard deviation; no centring.
+
+    In training mode with autograd on it runs compiled (:mod:`restormer.fused`): eagerly its
+    gradient is a dozen passes over the map.
+    """
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(channels))
 
     def forward(self, x: Tensor) -> Tensor:
-        var = x.var(dim=-1, keepdim=True, unbiased=False)
-        return x * torch.rsqrt(var + EPS) * self.weight
+        if self.training and torch.is_grad_enabled():
+            return compiled_bias_free_norm(x, self.weight, EPS)
+        return bias_free_norm(x, self.weight, EPS)
 
 
 class WithBiasLayerNorm(nn.Module):

@@ -1,0 +1,70 @@
+"""The compiled bias-free LayerNorm: same values and gradients as the eager one, used only
+for training steps, and an eager fallback where compiling fails."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+import restormer.model as model_module
+from restormer.fused import _Compiled, bias_free_norm, compiled_bias_free_norm
+from restormer.model import EPS, BiasFreeLayerNorm
+
+
+def _values_and_gradients(norm, x: torch.Tensor, weight: torch.Tensor):
+    x = x.clone().requires_grad_(True)
+    weight = weight.clone().requires_grad_(True)
+    out = norm(x, weight, EPS)
+    (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum().backward()
+    return out.detach(), x.grad, weight.grad
+
+
+def test_compiled_norm_matches_the_eager_one() -> None:
+    torch.manual_seed(0)
+    for channels in (16, 48):  # one compilation for every width (dynamic shapes)
+        x = torch.randn(2, 9, 7, channels) * 3 + 1
+        weight = torch.rand(channels) + 0.5
+        eager = _values_and_gradients(bias_free_norm, x, weight)
+        compiled = _values_and_gradients(compiled_bias_free_norm, x, weight)
+        for a, b in zip(compiled, eager, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_a_failed_compilation_warns_once_and_computes_eagerly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_compiler(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore details")
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    norm = _Compiled(bias_free_norm)
+    x, weight = torch.randn(1, 3, 3, 8), torch.rand(8)
+    with pytest.warns(RuntimeWarning, match="No working C\\+\\+ compiler found\\); training"):
+        first = norm(x, weight, EPS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        second = norm(x, weight, EPS)
+    torch.testing.assert_close(first, bias_free_norm(x, weight, EPS), rtol=0, atol=0)
+    torch.testing.assert_close(second, first, rtol=0, atol=0)
+
+
+def test_only_training_steps_use_the_compiled_norm(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[bool] = []
+
+    def spy(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        calls.append(True)
+        return bias_free_norm(x, weight, eps)
+
+    monkeypatch.setattr(model_module, "compiled_bias_free_norm", spy)
+    norm = BiasFreeLayerNorm(8)
+    x = torch.randn(1, 4, 4, 8)
+    norm.eval()
+    norm(x)
+    norm.train()
+    with torch.no_grad():
+        norm(x)
+    assert not calls
+    norm(x)
+    assert calls == [True]
