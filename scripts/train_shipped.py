@@ -1,7 +1,8 @@
 """Train (or keep training) the shipped model of one task, on CPU, resumable across sessions.
 
     python scripts/train_shipped.py TASK [--hours H] [--until ITERATION] [--threads N]
-                                    [--from OTHER_TASK] [--precision auto|fp32|bf16]
+                                    [--from OTHER_TASK | --restart-from OTHER_TASK]
+                                    [--precision auto|fp32|bf16]
 
 Runs ``restormer train configs/shipped/TASK.yml`` with these rules, so that a run killed at
 any moment, or a machine that lost its ``experiments/`` folder, costs at most the iterations
@@ -14,7 +15,11 @@ since the last checkpoint, never the model:
    the whole lineage.
 3. Otherwise, with ``--from OTHER_TASK`` (a shipped model of the same widths and depths):
    warm-start from that task's shipped model, its first and last convolutions adapted to this
-   task's channels (:func:`adapt_channels`).
+   task's channels (:func:`adapt_channels`); a dual-pixel model from a single-image one also
+   gets its skip path fitted (:func:`fit_skip_path`), so it starts as that model on the mean
+   of its two views. ``--restart-from OTHER_TASK`` does the same even where the package ships
+   a model for TASK: a new lineage, which ``scripts/ship_model.py`` ships only if it restores
+   better than the shipped model.
 4. Otherwise: from scratch. So a wider or deeper model in the option file starts afresh (its
    ``experiments/TASK`` must not hold the old model's states), and ``scripts/ship_model.py``
    replaces the shipped one only if it restores better.
@@ -35,8 +40,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
+from restormer.io import read_image, to_float
 from restormer.shipped import TRAINING_METADATA_KEY, shipped_path
 from restormer.tasks import TASKS
 from restormer.train.checkpoint import ExperimentDir, newest_state
@@ -80,6 +88,64 @@ def adapt_channels(
     return state
 
 
+def fit_skip_path(
+    state: dict[str, torch.Tensor],
+    photos: list[np.ndarray],
+    crop: int = 64,
+    crops_per_photo: int = 3,
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
+    """``state`` with its ``skip_conv`` chosen so that the dual-pixel skip path reproduces the
+    mean of the two views: output(skip_conv(patch_embed(x))) ~ x, least squares over random
+    crops of ``photos`` (float RGB) seen as both views.
+
+    The dual-pixel Restormer has no global residual (out = output(features +
+    skip_conv(shallow))), while a single-image model's output convolution makes a residual
+    (out = x + output(features)). With this skip path, a single-image model adapted by
+    :func:`adapt_channels` computes what it computed on the mean view, except on the outermost
+    pixel ring (zero padding), instead of having to learn to pass the image through.
+    """
+    embed = state["patch_embed.proj.weight"].double()  # (dim, 6, 3, 3)
+    output = state["output.weight"].double()  # (3, width, 3, 3)
+    dim, width = embed.shape[0], output.shape[1]
+    normal = torch.zeros(width * dim, width * dim, dtype=torch.float64)
+    moment = torch.zeros(width * dim, dtype=torch.float64)
+    rng = np.random.default_rng(seed)
+    inner = slice(2, crop - 2)  # pixels whose 5x5 reach stays inside the crop
+    for photo in photos:
+        height, breadth = photo.shape[:2]
+        for _ in range(crops_per_photo):
+            top = int(rng.integers(0, height - crop + 1))
+            left = int(rng.integers(0, breadth - crop + 1))
+            x = torch.from_numpy(photo[top : top + crop, left : left + crop, :3].copy())
+            x = x.permute(2, 0, 1)[None].double()
+            shallow = F.conv2d(torch.cat([x, x], dim=1), embed, padding=1)[0]  # (dim, H, W)
+            # what each skip weight (o, i) adds to the output: output's o-th filter on map i
+            basis = torch.stack(
+                [F.conv2d(shallow[:, None], output[:, o : o + 1], padding=1) for o in range(width)]
+            )  # (width, dim, 3, H, W)
+            design = basis[..., inner, inner].reshape(width * dim, -1)
+            normal += design @ design.T
+            moment += design @ x[0, :, inner, inner].reshape(-1)
+    ridge = 1e-9 * normal.diagonal().mean() * torch.eye(width * dim, dtype=torch.float64)
+    weights = torch.linalg.solve(normal + ridge, moment)
+    state = dict(state)
+    state["skip_conv.weight"] = weights.reshape(width, dim, 1, 1).float()
+    return state
+
+
+def _training_photos() -> list[np.ndarray]:
+    folder = ROOT / "datasets" / "photos" / "train"
+    paths = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".png", ".jpg", ".tif"))
+    if not paths:
+        raise SystemExit(f"{folder}: no photos (run python scripts/prepare_photos.py)")
+    photos = []
+    for path in paths:
+        pixels = to_float(read_image(path).pixels)
+        photos.append(np.repeat(pixels[..., None], 3, axis=2) if pixels.ndim == 2 else pixels)
+    return photos
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("task", choices=list(TASKS))
@@ -93,7 +159,21 @@ def main() -> None:
         "option file's total_iter)",
     )
     parser.add_argument("--threads", type=int, default=1, help="OpenMP threads (default 1)")
-    parser.add_argument("--from", dest="source", choices=list(TASKS), default=None)
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--from",
+        dest="source",
+        choices=list(TASKS),
+        default=None,
+        help="warm-start from that task's shipped model when TASK ships none",
+    )
+    source.add_argument(
+        "--restart-from",
+        choices=list(TASKS),
+        default=None,
+        metavar="OTHER_TASK",
+        help="warm-start from that task's shipped model even when TASK ships one",
+    )
     parser.add_argument(
         "--precision",
         choices=["auto", "fp32", "bf16"],
@@ -117,7 +197,10 @@ def main() -> None:
         command += ["--set", f"train.total_iter={args.until}"]
 
     if newest_state(experiment) is None:
-        warm = _warm_start(args.task, args.source, experiment)
+        if args.restart_from is not None:
+            warm = _warm_start_from(args.restart_from, args.task, experiment, "--restart-from")
+        else:
+            warm = _warm_start(args.task, args.source, experiment)
         if warm is not None:
             command += ["--set", f"path.pretrain_network_g={warm}"]
             if warm != shipped_path(args.task):  # another task's model: dual-pixel adds keys
@@ -181,14 +264,29 @@ def _warm_start(task: str, source: str | None, experiment: ExperimentDir) -> Pat
         print(f"not warm-started from the shipped {task} model: the option file has {change}")
     if source is None:
         return None
+    return _warm_start_from(source, task, experiment)
+
+
+def _warm_start_from(
+    source: str, task: str, experiment: ExperimentDir, option: str = "--from"
+) -> Path:
+    """Another task's shipped model, adapted to ``task``'s channels (and skip path), saved in
+    the run's folder as its warm start."""
+    from restormer.train import load_options
+
+    network = load_options(ROOT / "configs" / "shipped" / f"{task}.yml").network.to_dict()
     other = shipped_path(source)
     if not other.is_file():
-        raise SystemExit(f"--from {source}: no shipped model for that task")
+        raise SystemExit(f"{option} {source}: no shipped model for that task")
     change = architecture_change(other, network)
     if change is not None:
-        raise SystemExit(f"--from {source}: its model has another architecture ({change})")
-    state = {k: v.float() for k, v in read_checkpoint(other).state_dict.items()}
+        raise SystemExit(f"{option} {source}: its model has another architecture ({change})")
+    checkpoint = read_checkpoint(other)
+    state = {k: v.float() for k, v in checkpoint.state_dict.items()}
     state = adapt_channels(state, network["inp_channels"], network["out_channels"])
+    if network["dual_pixel_task"] and "skip_conv.weight" not in state:
+        state = fit_skip_path(state, _training_photos())
+        print("skip path fitted: the model starts as the single-image one on the mean view")
     experiment.root.mkdir(parents=True, exist_ok=True)
     target = experiment.root / f"warm_start_from_{source}.safetensors"
     save_weights(state, target, overwrite=True)

@@ -126,6 +126,48 @@ def test_channel_adaptation_for_warm_starts() -> None:
         assert dual["patch_embed.proj.weight"].shape[1] == 6
 
 
+def test_dual_pixel_warm_start_restores_as_the_single_image_model_on_the_mean_view() -> None:
+    """The dual-pixel model has no global residual; with its skip path fitted, a single-image
+    model adapted to two views computes what it did on their mean, away from the 1-px rim."""
+    module = _script("train_shipped")
+    sizes = {"dim": 16, "num_blocks": (1, 1, 1, 1), "num_refinement_blocks": 1}
+    single = tiny_model(seed=2, **sizes).double()
+    state = module.adapt_channels(single.state_dict(), 6, 3)
+    rng = np.random.default_rng(0)
+    photos = [  # smooth random images, as photos are
+        np.cumsum(np.cumsum(rng.normal(size=(80, 96, 3)), 0), 1).astype(np.float32)
+        for _ in range(3)
+    ]
+    photos = [(p - p.min()) / (p.max() - p.min()) for p in photos]
+    state = module.fit_skip_path(state, photos)
+    dual = tiny_model(seed=3, **sizes, inp_channels=6, dual_pixel_task=True).double()
+    dual.load_state_dict(state)
+    x = torch.from_numpy(photos[0][:32, :40]).permute(2, 0, 1)[None].double()
+    with torch.no_grad():
+        expected, got = single(x), dual(torch.cat([x, x], dim=1))
+    torch.testing.assert_close(got[..., 1:-1, 1:-1], expected[..., 1:-1, 1:-1], rtol=0, atol=1e-5)
+    assert (got - expected).abs().max() > 1e-3  # the rim: zero padding breaks the identity
+
+
+def test_restart_from_another_task_ignores_the_shipped_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = _script("train_shipped")
+    commands: list[list[str]] = []
+    monkeypatch.setattr(module.subprocess, "call", lambda cmd, **_: commands.append(cmd) or 0)
+    argv = ["train_shipped.py", "real-denoising", "--experiments", str(tmp_path)]
+    monkeypatch.setattr("sys.argv", [*argv, "--restart-from", "deraining"])
+    with pytest.raises(SystemExit, match="--restart-from deraining: its model has another"):
+        module.main()  # with-bias LayerNorms: weights the bias-free ones do not have
+    monkeypatch.setattr("sys.argv", [*argv, "--restart-from", "gaussian-color-denoising"])
+    with pytest.raises(SystemExit) as stopped:
+        module.main()
+    assert stopped.value.code == 0
+    warm = tmp_path / "real-denoising" / "warm_start_from_gaussian-color-denoising.safetensors"
+    assert f"path.pretrain_network_g={warm}" in commands[0]
+    assert not (tmp_path / "real-denoising" / "lineage.json").exists()
+
+
 def test_training_can_stop_at_the_end_of_a_learning_rate_cycle(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
