@@ -137,7 +137,7 @@ def main() -> None:
         hours=round(float(lineage.get("hours", 0.0)) + hours, 2),
         data=_data_description(options.train_dataset),
         options=f"configs/shipped/{args.task}.yml",
-        command=f"python scripts/train_shipped.py {args.task}",
+        command=_command(args.task, lineage),
         validation_psnr=round(new_half if use_half else new, 4),
     )
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -247,6 +247,15 @@ def judge(task: str, new: list[dict[str, Any]], old: list[dict[str, Any]]) -> tu
             f"; guard lost more than {GUARD_TOLERANCE_DB} dB, below its bar: {', '.join(lost)}"
         )
     return mean > 0 and not lost, verdict
+
+
+def _command(task: str, lineage: dict[str, Any]) -> str:
+    """The command that trains this lineage again (a run warm-started from another task's
+    model records that task in its ``lineage.json``)."""
+    source = lineage.get("from")
+    return f"python scripts/train_shipped.py {task}" + (
+        f" --restart-from {source}" if source else ""
+    )
 
 
 def _threads(experiment: ExperimentDir) -> int:

@@ -14,12 +14,12 @@ since the last checkpoint, never the model:
    ``experiments/TASK/lineage.json`` so that ``scripts/ship_model.py`` reports the totals of
    the whole lineage.
 3. Otherwise, with ``--from OTHER_TASK`` (a shipped model of the same widths and depths):
-   warm-start from that task's shipped model, its first and last convolutions adapted to this
-   task's channels (:func:`adapt_channels`); a dual-pixel model from a single-image one also
-   gets its skip path fitted (:func:`fit_skip_path`), so it starts as that model on the mean
-   of its two views. ``--restart-from OTHER_TASK`` does the same even where the package ships
-   a model for TASK: a new lineage, which ``scripts/ship_model.py`` ships only if it restores
-   better than the shipped model.
+   warm-start from that task's shipped model (its lineage recorded likewise), its first and
+   last convolutions adapted to this task's channels (:func:`adapt_channels`); a dual-pixel
+   model from a single-image one also gets its skip path fitted (:func:`fit_skip_path`), so
+   it starts as that model on the mean of its two views. ``--restart-from OTHER_TASK`` does
+   the same even where the package ships a model for TASK: a new lineage, which
+   ``scripts/ship_model.py`` ships only if it restores better than the shipped model.
 4. Otherwise: from scratch. So a wider or deeper model in the option file starts afresh (its
    ``experiments/TASK`` must not hold the old model's states), and ``scripts/ship_model.py``
    replaces the shipped one only if it restores better.
@@ -282,6 +282,10 @@ def _warm_start_from(
     if change is not None:
         raise SystemExit(f"{option} {source}: its model has another architecture ({change})")
     checkpoint = read_checkpoint(other)
+    record = json.loads(checkpoint.metadata.get(TRAINING_METADATA_KEY, "{}"))
+    lineage = {k: v for k, v in record.items() if k in ("iterations", "hours")}
+    experiment.root.mkdir(parents=True, exist_ok=True)
+    (experiment.root / "lineage.json").write_text(json.dumps({**lineage, "from": source}))
     state = {k: v.float() for k, v in checkpoint.state_dict.items()}
     state = adapt_channels(state, network["inp_channels"], network["out_channels"])
     if network["dual_pixel_task"] and "skip_conv.weight" not in state:

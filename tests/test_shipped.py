@@ -165,7 +165,19 @@ def test_restart_from_another_task_ignores_the_shipped_model(
     assert stopped.value.code == 0
     warm = tmp_path / "real-denoising" / "warm_start_from_gaussian-color-denoising.safetensors"
     assert f"path.pretrain_network_g={warm}" in commands[0]
-    assert not (tmp_path / "real-denoising" / "lineage.json").exists()
+    # the source's training counts in the lineage, and the command that repeats it is recorded
+    lineage = json.loads((tmp_path / "real-denoising" / "lineage.json").read_text())
+    source = TrainingRecord.from_json(
+        read_checkpoint(shipped_path("gaussian-color-denoising")).metadata[TRAINING_METADATA_KEY]
+    )
+    assert lineage == {
+        "iterations": source.iterations,
+        "hours": source.hours,
+        "from": "gaussian-color-denoising",
+    }
+    assert _script("ship_model")._command("real-denoising", lineage) == (
+        "python scripts/train_shipped.py real-denoising --restart-from gaussian-color-denoising"
+    )
 
 
 def test_training_can_stop_at_the_end_of_a_learning_rate_cycle(
