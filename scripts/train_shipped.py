@@ -264,17 +264,22 @@ def _warm_start(task: str, source: str | None, experiment: ExperimentDir) -> Pat
         print(f"not warm-started from the shipped {task} model: the option file has {change}")
     if source is None:
         return None
-    return _warm_start_from(source, task, experiment)
+    return _warm_start_from(source, task, experiment, network=network)
 
 
 def _warm_start_from(
-    source: str, task: str, experiment: ExperimentDir, option: str = "--from"
+    source: str,
+    task: str,
+    experiment: ExperimentDir,
+    option: str = "--from",
+    network: dict | None = None,
 ) -> Path:
     """Another task's shipped model, adapted to ``task``'s channels (and skip path), saved in
-    the run's folder as its warm start."""
-    from restormer.train import load_options
+    the run's folder as its warm start. ``network``: the recipe's, if already read."""
+    if network is None:
+        from restormer.train import load_options
 
-    network = load_options(ROOT / "configs" / "shipped" / f"{task}.yml").network.to_dict()
+        network = load_options(ROOT / "configs" / "shipped" / f"{task}.yml").network.to_dict()
     other = shipped_path(source)
     if not other.is_file():
         raise SystemExit(f"{option} {source}: no shipped model for that task")

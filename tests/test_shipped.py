@@ -152,9 +152,7 @@ def test_dual_pixel_warm_start_restores_as_the_single_image_model_on_the_mean_vi
 def test_restart_from_another_task_ignores_the_shipped_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    module = _script("train_shipped")
-    commands: list[list[str]] = []
-    monkeypatch.setattr(module.subprocess, "call", lambda cmd, **_: commands.append(cmd) or 0)
+    module, commands = _train_shipped_recording(monkeypatch)
     argv = ["train_shipped.py", "real-denoising", "--experiments", str(tmp_path)]
     monkeypatch.setattr("sys.argv", [*argv, "--restart-from", "deraining"])
     with pytest.raises(SystemExit, match="--restart-from deraining: its model has another"):
@@ -184,9 +182,7 @@ def test_training_can_stop_at_the_end_of_a_learning_rate_cycle(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``--until`` ends the run at an iteration (resumable later), not after a time."""
-    module = _script("train_shipped")
-    commands: list[list[str]] = []
-    monkeypatch.setattr(module.subprocess, "call", lambda cmd, **_: commands.append(cmd) or 0)
+    module, commands = _train_shipped_recording(monkeypatch)
     argv = ["train_shipped.py", "deraining", "--until", "8000", "--experiments", str(tmp_path)]
     monkeypatch.setattr("sys.argv", argv)
     with pytest.raises(SystemExit) as stopped:
@@ -246,6 +242,14 @@ def test_shipped_files_are_valid_and_small() -> None:
         total += model.path.stat().st_size
     assert total < 50e6
     assert SHIPPED_DIR.name == "models"
+
+
+def _train_shipped_recording(monkeypatch: pytest.MonkeyPatch):
+    """``scripts/train_shipped.py`` as a module whose training commands are recorded, not run."""
+    module = _script("train_shipped")
+    commands: list[list[str]] = []
+    monkeypatch.setattr(module.subprocess, "call", lambda cmd, **_: commands.append(cmd) or 0)
+    return module, commands
 
 
 def _script(name: str):
