@@ -405,7 +405,7 @@ def _feed_forward(block: _Block, attended: Tensor, tile: _Tile, out: Tensor) -> 
     """out = attended + GDFN(attended) on the tile; ``attended`` holds the tile with its halo."""
     hidden = block.ffn_dw(block.ffn_in(block.norm2(attended)), tile)
     gate, value = hidden.chunk(2, dim=-1)
-    gated = F.gelu(gate.contiguous()).mul_(value)  # see GDFN.forward: GELU of a view is slow
+    gated = F.gelu(gate.contiguous()).mul_(value)  # see fused.gated_gelu: GELU of a view is slow
     torch.add(tile.inner(attended), block.ffn_out(gated), out=out)
 
 
