@@ -250,12 +250,15 @@ def judge(task: str, new: list[dict[str, Any]], old: list[dict[str, Any]]) -> tu
 
 
 def _command(task: str, lineage: dict[str, Any]) -> str:
-    """The command that trains this lineage again (a run warm-started from another task's
-    model records that task in its ``lineage.json``)."""
-    source = lineage.get("from")
-    return f"python scripts/train_shipped.py {task}" + (
-        f" --restart-from {source}" if source else ""
-    )
+    """The command that trains this lineage's last run again (a run warm-started from another
+    task's model records that task in its ``lineage.json``, a ``--cycle`` run its cycle)."""
+    command = f"python scripts/train_shipped.py {task}"
+    if lineage.get("from"):
+        command += f" --restart-from {lineage['from']}"
+    cycle = lineage.get("cycle")
+    if cycle:
+        command += f" --cycle {cycle['iterations']} --cycle-lr {cycle['lr']:g}"
+    return command
 
 
 def _threads(experiment: ExperimentDir) -> int:

@@ -1,6 +1,7 @@
 """Train (or keep training) the shipped model of one task, on CPU, resumable across sessions.
 
-    python scripts/train_shipped.py TASK [--hours H] [--until ITERATION] [--threads N]
+    python scripts/train_shipped.py TASK [--hours H] [--until ITERATION | --cycle ITERATIONS]
+                                    [--cycle-lr LR] [--threads N]
                                     [--from OTHER_TASK | --restart-from OTHER_TASK]
                                     [--precision auto|fp32|bf16]
 
@@ -24,6 +25,12 @@ since the last checkpoint, never the model:
    ``experiments/TASK`` must not hold the old model's states), and ``scripts/ship_model.py``
    replaces the shipped one only if it restores better.
 
+``--cycle N`` replaces the option file's learning-rate schedule by one cosine cycle of N
+iterations, from ``--cycle-lr`` (3e-4) down to 1e-5, and stops there: a warm restart of the
+shipped model (SGDR) short enough to end, be judged and shipped within one session on a slow
+machine, so a lost ``experiments/`` folder costs nothing shipped. The cycle is recorded in
+``lineage.json``: a resumed run keeps it, and ``scripts/ship_model.py`` puts it in the command.
+
 Training runs in bf16 autocast where the CPU has native bfloat16 (``--precision auto``,
 the default), else in fp32. The training photos are ``datasets/photos/train`` (make them with
 ``python scripts/prepare_photos.py``). Run it in the background with low priority::
@@ -39,6 +46,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -158,6 +166,21 @@ def main() -> None:
         help="stop at this iteration, e.g. the end of a learning-rate cycle (default: the "
         "option file's total_iter)",
     )
+    parser.add_argument(
+        "--cycle",
+        type=int,
+        default=None,
+        metavar="ITERATIONS",
+        help="one cosine learning-rate cycle of this many iterations (from --cycle-lr down to "
+        "1e-5) instead of the option file's schedule, then stop",
+    )
+    parser.add_argument(
+        "--cycle-lr",
+        type=float,
+        default=None,
+        metavar="LR",
+        help=f"the learning rate a --cycle starts from (default {CYCLE_LR:g})",
+    )
     parser.add_argument("--threads", type=int, default=1, help="OpenMP threads (default 1)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
@@ -195,8 +218,12 @@ def main() -> None:
         if args.until < 1:
             raise SystemExit(f"--until {args.until}: expected an iteration >= 1")
         command += ["--set", f"train.total_iter={args.until}"]
+    resuming = newest_state(experiment) is not None
+    cycle = _cycle(args, experiment, resuming)
+    if cycle is not None:
+        command += cycle_overrides(cycle)
 
-    if newest_state(experiment) is None:
+    if not resuming:
         if args.restart_from is not None:
             warm = _warm_start_from(args.restart_from, args.task, experiment, "--restart-from")
         else:
@@ -206,10 +233,67 @@ def main() -> None:
             if warm != shipped_path(args.task):  # another task's model: dual-pixel adds keys
                 command += ["--set", "path.strict_load_g=false"]
     experiment.root.mkdir(parents=True, exist_ok=True)
+    if cycle is not None and not resuming:
+        _record_cycle(experiment, cycle)
     (experiment.root / "threads.txt").write_text(f"{args.threads}\n")  # CPU hours = wall x threads
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     print(" ".join(command), flush=True)
     raise SystemExit(subprocess.call(command, cwd=ROOT, env=env))
+
+
+CYCLE_LR = 3e-4
+"""Where a ``--cycle`` starts: the restart of the dual-pixel recipe, which improved its model."""
+
+CYCLE_END_LR = 1e-5
+
+
+def cycle_overrides(cycle: dict[str, Any]) -> list[str]:
+    """``restormer train`` options that make the run one cosine cycle of
+    ``cycle["iterations"]`` from ``cycle["lr"]`` down to 1e-5, ending the run there."""
+    iterations, lr = int(cycle["iterations"]), float(cycle["lr"])
+    settings = {
+        "train.total_iter": iterations,
+        "train.optim_g.lr": lr,
+        "train.scheduler.periods": f"[{iterations}]",
+        "train.scheduler.restart_weights": "[1]",
+        "train.scheduler.eta_mins": f"[{CYCLE_END_LR:g}]",
+    }
+    return [part for key, value in settings.items() for part in ("--set", f"{key}={value}")]
+
+
+def _cycle(args: argparse.Namespace, experiment: ExperimentDir, resuming: bool) -> dict | None:
+    """The run's ``--cycle`` (a resumed run keeps the one it started with)."""
+    if args.cycle is not None and args.until is not None:
+        raise SystemExit("--cycle and --until: give one (a cycle ends the run)")
+    if args.cycle is not None and args.cycle < 1:
+        raise SystemExit(f"--cycle {args.cycle}: expected a number of iterations >= 1")
+    if args.cycle_lr is not None and not args.cycle_lr > 0:
+        raise SystemExit(f"--cycle-lr {args.cycle_lr:g}: expected a learning rate > 0")
+    if args.cycle_lr is not None and args.cycle is None:
+        raise SystemExit("--cycle-lr needs --cycle ITERATIONS")
+    asked = None
+    if args.cycle is not None:
+        asked = {"iterations": args.cycle, "lr": args.cycle_lr or CYCLE_LR}
+    if not resuming:
+        return asked
+    recorded = _lineage(experiment).get("cycle")
+    if asked is not None and asked != recorded:
+        raise SystemExit(
+            f"--cycle: the run in {experiment.root} was started with "
+            f"{'cycle ' + json.dumps(recorded) if recorded else 'no --cycle'}; it resumes as "
+            "it began (move the folder away to start another run)"
+        )
+    return recorded
+
+
+def _lineage(experiment: ExperimentDir) -> dict[str, Any]:
+    path = experiment.root / "lineage.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _record_cycle(experiment: ExperimentDir, cycle: dict[str, Any]) -> None:
+    lineage = {**_lineage(experiment), "cycle": cycle}
+    (experiment.root / "lineage.json").write_text(json.dumps(lineage))
 
 
 def _precision(choice: str) -> str:

@@ -194,6 +194,56 @@ def test_training_can_stop_at_the_end_of_a_learning_rate_cycle(
         module.main()
 
 
+def test_a_cycle_run_is_one_cosine_cycle_from_the_shipped_model_and_resumes_as_begun(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--cycle N``: a warm restart that ends at 1e-5 after N iterations, recorded so that a
+    resumed run keeps its schedule and the shipped record names the command."""
+    module, commands = _train_shipped_recording(monkeypatch)
+    argv = ["train_shipped.py", "real-denoising", "--experiments", str(tmp_path)]
+
+    def run(*extra: str) -> None:
+        monkeypatch.setattr("sys.argv", [*argv, *extra])
+        with pytest.raises(SystemExit) as stopped:
+            module.main()
+        assert stopped.value.code == 0
+
+    run("--cycle", "1500")
+    schedule = [
+        "train.total_iter=1500",
+        "train.optim_g.lr=0.0003",
+        "train.scheduler.periods=[1500]",
+        "train.scheduler.restart_weights=[1]",
+        "train.scheduler.eta_mins=[1e-05]",
+    ]
+    for setting in schedule:
+        assert setting in commands[0]
+    assert f"path.pretrain_network_g={shipped_path('real-denoising')}" in commands[0]
+    lineage = json.loads((tmp_path / "real-denoising" / "lineage.json").read_text())
+    assert lineage["cycle"] == {"iterations": 1500, "lr": 3e-4}
+    assert lineage["iterations"] > 0  # the shipped model's training still counts
+    assert _script("ship_model")._command("real-denoising", lineage) == (
+        "python scripts/train_shipped.py real-denoising --cycle 1500 --cycle-lr 0.0003"
+    )
+
+    states = tmp_path / "real-denoising" / "training_states"
+    states.mkdir()
+    (states / "700.state").write_bytes(b"")
+    run()  # resumed without the option: the same cycle, no new warm start
+    for setting in schedule:
+        assert setting in commands[1]
+    assert not any("pretrain_network_g" in part for part in commands[1])
+    for extra, message in [
+        (("--cycle", "2000"), "was started with cycle .*1500.*; it resumes as it began"),
+        (("--cycle", "1500", "--until", "900"), "--cycle and --until: give one"),
+        (("--cycle", "0"), "--cycle 0: expected a number of iterations >= 1"),
+        (("--cycle-lr", "1e-4"), "--cycle-lr needs --cycle ITERATIONS"),
+    ]:
+        monkeypatch.setattr("sys.argv", [*argv, *extra])
+        with pytest.raises(SystemExit, match=message):
+            module.main()
+
+
 def test_a_wider_model_in_the_option_file_trains_from_scratch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
