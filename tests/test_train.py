@@ -13,6 +13,8 @@ import pytest
 import torch
 
 from restormer.train import RunSettings, load_options, train
+from restormer.train.options import OptionError
+from restormer.train.trainer import micro_batches
 from restormer.weights import load_model
 
 from .train_fixtures import write_options
@@ -150,6 +152,8 @@ def test_ddp_step_equals_single_process_step_with_the_joint_batch(tmp_path: Path
         *common,
         "--set",
         "datasets.train.mini_batch_sizes=[2]",
+        "--set",  # and each process's batch in two micro-batches (gradients synced once)
+        "train.micro_batch_pixels=1024",
         "--experiments-root",
         "ddp",
     ]
@@ -163,6 +167,36 @@ def test_ddp_step_equals_single_process_step_with_the_joint_batch(tmp_path: Path
     assert worst <= 1e-5
     moved = max((a[k] - _params_init(path)[k]).abs().max().item() for k in a)
     assert moved > 1e-6  # the step did change the weights
+
+
+def test_micro_batches_give_the_step_of_the_whole_batch(tmp_path: Path) -> None:
+    """A batch run in parts (gradients accumulated, each part weighted by its share of the
+    mean loss) moves the weights as the whole batch does, up to float rounding."""
+    path = write_options(tmp_path, name="micro")
+    common = ["train.total_iter=2", "train.mixing_augs.mixup=false"]
+    runs = {}
+    for pixels in (0, 1024, 3000):  # batch 4 of 32x32: whole; one sample each; two of two
+        result = train(
+            load_options(path, [*common, f"train.micro_batch_pixels={pixels}"]),
+            RunSettings(experiments_root=tmp_path / str(pixels), show_progress=False),
+        )
+        runs[pixels] = _params(result.weights)
+    whole = runs[0]
+    for pixels in (1024, 3000):
+        worst = max((runs[pixels][k] - whole[k]).abs().max().item() for k in whole)
+        assert worst <= 1e-6, pixels
+    moved = max((whole[k] - _params_init(path)[k]).abs().max().item() for k in whole)
+    assert moved > 1e-5
+
+
+def test_micro_batch_sizes(tmp_path: Path) -> None:
+    assert micro_batches((16, 3, 64, 64), 32_768) == [(0, 8), (8, 16)]
+    assert micro_batches((8, 3, 96, 96), 32_768) == [(0, 3), (3, 5), (5, 8)]
+    assert micro_batches((4, 3, 128, 128), 32_768) == [(0, 2), (2, 4)]
+    assert micro_batches((16, 3, 64, 64), 0) == [(0, 16)]
+    assert micro_batches((2, 3, 256, 256), 32_768) == [(0, 1), (1, 2)]  # one sample at least
+    with pytest.raises(OptionError, match=r"micro_batch_pixels: expected auto, 0 .* got 'big'"):
+        load_options(write_options(tmp_path), ["train.micro_batch_pixels=big"])
 
 
 def _params_init(path: Path) -> dict[str, torch.Tensor]:

@@ -127,6 +127,7 @@ class TrainOptions:
     mixup: MixupOptions | None
     ema_decay: float | None
     precision: str
+    micro_batch_pixels: int | str
     val: ValOptions | None
     logger: LoggerOptions
     pretrain_network_g: Path | None
@@ -212,6 +213,7 @@ def parse_options(raw: Mapping[str, Any]) -> TrainOptions:
     if ema is not None and not 0 <= ema < 1:
         raise OptionError("train.ema_decay: expected a number in [0, 1), e.g. 0.999")
     precision = train.choice("precision", PRECISIONS, default="fp32")
+    micro_batch_pixels = _micro_batch_pixels(train)
     train.done()
     val = _val(top.section("val", default=None)) if "val" in raw else None
     if val is not None and val_dataset is None:
@@ -238,12 +240,29 @@ def parse_options(raw: Mapping[str, Any]) -> TrainOptions:
         mixup=mixup,
         ema_decay=ema,
         precision=precision,
+        micro_batch_pixels=micro_batch_pixels,
         val=val,
         logger=logger,
         pretrain_network_g=Path(pretrain) if pretrain else None,
         strict_load_g=strict,
         raw=raw,
     )
+
+
+def _micro_batch_pixels(train: _Section) -> int | str:
+    """``train.micro_batch_pixels``: ``auto`` (the trainer picks by device), 0 (never split a
+    batch), or the most pixels one forward/backward pass may take."""
+    if train.data.get("micro_batch_pixels", "auto") == "auto":
+        train.used.add("micro_batch_pixels")
+        return "auto"
+    try:
+        return train.integer("micro_batch_pixels", minimum=0)
+    except OptionError:
+        value = train.data["micro_batch_pixels"]
+        raise OptionError(
+            f"train.micro_batch_pixels: expected auto, 0 (never split a batch) or a number of "
+            f"pixels, e.g. 32768; got {value!r}"
+        ) from None
 
 
 def _network(s: _Section) -> RestormerConfig:
