@@ -131,7 +131,7 @@ def main() -> None:
 
     lineage_file = experiment.root / "lineage.json"
     lineage = json.loads(lineage_file.read_text()) if lineage_file.is_file() else {}
-    hours = float(state.get("elapsed_seconds", 0.0)) / 3600 * _threads(experiment)
+    hours = _cpu_seconds(state, experiment) / 3600
     record = TrainingRecord(
         iterations=int(lineage.get("iterations", 0)) + int(state["iter"]),
         hours=round(float(lineage.get("hours", 0.0)) + hours, 2),
@@ -261,10 +261,14 @@ def _command(task: str, lineage: dict[str, Any]) -> str:
     return command
 
 
-def _threads(experiment: ExperimentDir) -> int:
-    """CPU threads the run used (``train_shipped.py`` records them; 1 otherwise)."""
+def _cpu_seconds(state: dict[str, Any], experiment: ExperimentDir) -> float:
+    """CPU time of the run: the trainer sums each launch's wall time x threads. States from
+    before it did: their wall time x the threads ``train_shipped.py`` last wrote down."""
+    if "cpu_seconds" in state:
+        return float(state["cpu_seconds"])
     info = experiment.root / "threads.txt"
-    return int(info.read_text().strip()) if info.is_file() else 1
+    threads = int(info.read_text().strip()) if info.is_file() else 1
+    return float(state.get("elapsed_seconds", 0.0)) * threads
 
 
 def _data_description(dataset: dict) -> str:

@@ -235,7 +235,6 @@ def main() -> None:
     experiment.root.mkdir(parents=True, exist_ok=True)
     if cycle is not None and not resuming:
         _record_cycle(experiment, cycle)
-    (experiment.root / "threads.txt").write_text(f"{args.threads}\n")  # CPU hours = wall x threads
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     print(" ".join(command), flush=True)
     raise SystemExit(subprocess.call(command, cwd=ROOT, env=env))

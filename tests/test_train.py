@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from restormer.train import RunSettings, load_options, train
+from restormer.train.checkpoint import ExperimentDir, load_state, newest_state
 from restormer.train.options import OptionError
 from restormer.train.trainer import micro_batches
 from restormer.weights import load_model
@@ -113,6 +114,26 @@ def test_resumed_run_equals_uninterrupted(tmp_path: Path) -> None:
     b = _params(tmp_path / "b" / "exact" / "models" / "net_g_8.pth")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_state_counts_cpu_seconds_of_each_launch_with_its_threads(tmp_path: Path) -> None:
+    path = write_options(tmp_path, name="cpu")
+    settings = RunSettings(resume="auto", experiments_root=tmp_path, show_progress=False)
+    experiment = ExperimentDir(tmp_path / "cpu")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        train(load_options(path, ["train.total_iter=4"]), settings)
+        first = load_state(newest_state(experiment))
+        torch.set_num_threads(2)
+        train(load_options(path), settings)
+        second = load_state(newest_state(experiment))
+    finally:
+        torch.set_num_threads(before)
+    assert first["cpu_seconds"] == pytest.approx(first["elapsed_seconds"])
+    added = second["elapsed_seconds"] - first["elapsed_seconds"]
+    assert added > 0
+    assert second["cpu_seconds"] == pytest.approx(first["cpu_seconds"] + 2 * added)
 
 
 def test_ddp_step_equals_single_process_step_with_the_joint_batch(tmp_path: Path) -> None:

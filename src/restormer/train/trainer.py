@@ -134,6 +134,7 @@ class _Trainer:
         self.experiment = ExperimentDir(settings.experiments_root / options.name)
         self.start_iter = 1
         self.elapsed_before = 0.0
+        self.cpu_seconds_before = 0.0
         self.best: dict[str, Any] = {}
         self._stop_signal: str | None = None
 
@@ -195,6 +196,10 @@ class _Trainer:
         torch.set_rng_state(state["torch_rng"])
         self.start_iter = int(state["iter"]) + 1
         self.elapsed_before = float(state.get("elapsed_seconds", 0.0))
+        # States saved before "cpu_seconds" existed: assume this run's threads throughout.
+        self.cpu_seconds_before = float(
+            state.get("cpu_seconds", self.elapsed_before * self._threads())
+        )
         self.best = dict(state.get("best", {}))
 
     # ------------------------------------------------------------------ the loop
@@ -337,6 +342,7 @@ class _Trainer:
         if self.info.is_main:
             params = self.model.state_dict()
             ema = self.ema.state_dict() if self.ema is not None else None
+            elapsed = time.perf_counter() - started
             for name in (f"net_g_{iteration}.pth", "net_g_latest.pth"):
                 save_weights_file(self.experiment.models / name, params, ema)
             state = {
@@ -347,11 +353,17 @@ class _Trainer:
                 "ema": ema,
                 "scaler": self.scaler.state_dict() if self.scaler is not None else None,
                 "torch_rng": torch.get_rng_state(),
-                "elapsed_seconds": self.elapsed_before + time.perf_counter() - started,
+                "elapsed_seconds": self.elapsed_before + elapsed,
+                "cpu_seconds": self.cpu_seconds_before + elapsed * self._threads(),
                 "best": self.best,
             }
             save_state(self.experiment, iteration, state, keep=self.settings.keep_states)
         distributed.barrier(self.info)
+
+    def _threads(self) -> int:
+        """CPU threads that all processes of this run compute with: wall time x threads is
+        the CPU time a run costs, whatever threads each of its launches had."""
+        return torch.get_num_threads() * self.info.world_size
 
     def _should_stop(self, started: float, log: TrainingLog) -> bool:
         """A time budget spent or a stop signal: every rank stops at the same iteration."""
