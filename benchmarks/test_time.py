@@ -7,7 +7,8 @@
 Every case of ``benchmarks/quality.py`` (same held-out photos, same fresh degradations, same
 scoring) plus the clean photo is restored by the plain model (no TLC, no ensemble), with TLC
 at each window, and with the x8 self-ensemble on the first ``--ensemble-photos`` photos
-(compared with the plain model on those same photos: the ensemble costs 8x the time).
+(compared with the plain model on those same photos: the ensemble costs 8x the time; a
+dual-pixel pair's, over its four view-preserving flips, 4x).
 Printed per task and case: the plain PSNR and each option's gain over it.
 
 The rule that picks a model's defaults judges an option by its mean gain over the task's

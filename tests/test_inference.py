@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from restormer.inference import (
     InferenceError,
     _Axis,
+    _dual_pixel_flip,
     _pad_to_multiple,
     default_memory_budget,
     estimate_memory,
@@ -446,6 +447,53 @@ def test_ensemble_per_tile(rgb_model):
         progress=lambda *a: calls.append(a),
     )
     assert calls == [(i, 4) for i in range(1, 5)]
+
+
+def dual_pixel_flip_average(model: nn.Module, pair: np.ndarray) -> np.ndarray:
+    """The dual-pixel ensemble written out: none, vertical, horizontal with the views swapped,
+    both with the views swapped; each padded to x8, run, cropped, flipped back; the mean."""
+    x = to_tensor(pair)
+    swapped = torch.cat([x[:, 3:], x[:, :3]], dim=1)
+    variants = [(x, ()), (x.flip(2), (2,)), (swapped.flip(3), (3,)), (swapped.flip(2, 3), (2, 3))]
+    total = None
+    for t, dims in variants:
+        h, w = t.shape[-2:]
+        with torch.inference_mode():
+            y = model(F.pad(t, (0, -w % 8, 0, -h % 8), mode="reflect"))[..., :h, :w]
+        y = y.flip(dims) if dims else y
+        total = y if total is None else total + y
+    return (total / 4).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+
+
+def test_dual_pixel_ensemble_averages_the_four_view_preserving_flips():
+    model = tiny(inp_channels=6, dual_pixel_task=True)
+    pair = np.random.default_rng(15).random((21, 30, 6), dtype=np.float32)
+    for tile in (None, 64):  # the whole frame, or one tile
+        result = restore(pair, model, ensemble=True, tile=tile, tile_overlap=16)
+        np.testing.assert_allclose(result, dual_pixel_flip_average(model, pair), atol=1e-6)
+    assert np.abs(result - restore(pair, model)).max() > 1e-3
+
+
+def test_dual_pixel_flip_maps_a_pair_to_the_pair_of_the_flipped_photo():
+    """Why a horizontal flip swaps the views: the views of a mirrored photo are the mirrored
+    views with left and right exchanged (and a vertical flip keeps them in place)."""
+    from restormer.degradations.blur import DefocusParams, dual_pixel_views
+
+    photo = np.random.default_rng(16).random((48, 64, 3), dtype=np.float32)
+    params = DefocusParams(
+        radii=(5.0,), softness=1.0, rim=0.3, split=1.0, falloff=0.08,
+        map_cell=32.0, map_steepness=4.0, noise_sigma=0.0,
+    )  # fmt: skip
+
+    def pair(image: np.ndarray) -> torch.Tensor:
+        left, right = dual_pixel_views(
+            np.ascontiguousarray(image), np.random.default_rng(0), params
+        )
+        return torch.from_numpy(np.concatenate([left, right], axis=2)).permute(2, 0, 1)
+
+    for k, flipped in ((1, photo[::-1]), (2, photo[:, ::-1]), (3, photo[::-1, ::-1])):
+        expected = _dual_pixel_flip(pair(photo), k)
+        torch.testing.assert_close(pair(flipped), expected, atol=1e-5, rtol=0)
 
 
 # --------------------------------------------------------------------------- batch, progress

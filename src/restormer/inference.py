@@ -15,7 +15,9 @@ usual dtypes, optionally a batch N x H x W x C) into the restored image:
   band buffer, and rows that no later band touches are normalised and written straight into
   the caller's output array in its dtype. Peak memory is therefore independent of the image
   height, and a uint8/uint16 output needs no whole-image float buffer at all.
-* **Self-ensemble** — the eight dihedral transforms of each tile are restored and averaged.
+* **Self-ensemble** — the eight dihedral transforms of each tile are restored and averaged;
+  for a dual-pixel pair (6 channels: left view, right view) the four flips that keep its
+  geometry, a horizontal flip swapping the two views (see :func:`_dual_pixel_flip`).
 * **TLC** — optionally, MDTA's attention statistics come from local windows
   (:mod:`restormer.local_attention`) instead of the whole tile.
 """
@@ -140,7 +142,8 @@ def restore_into(
     frame is used when :func:`estimate_memory` fits ``memory_budget`` (default:
     :func:`default_memory_budget`), else the tile size from :func:`plan_tile`, with a warning
     on the ``restormer`` logger. ``ensemble`` averages the 8 dihedral transforms of each tile
-    (None: the model's ``self_ensemble``, see :mod:`restormer.restore_defaults`).
+    (a dual-pixel pair's 4 flips; None: the model's ``self_ensemble``, see
+    :mod:`restormer.restore_defaults`).
     ``tlc`` (a window in pixels, at least 16; 0: off; None: the model's own setting, which
     :func:`restormer.load_model` takes from the file) computes the attention statistics over
     local windows of that size instead of the whole image or tile (TLC, see
@@ -525,16 +528,47 @@ def _dihedral_inverse(x: Tensor, k: int) -> Tensor:
     return torch.rot90(x, -(k % 4), dims=(-2, -1))
 
 
+DUAL_PIXEL_CHANNELS = 6
+
+
+def _dual_pixel_flip(x: Tensor, k: int) -> Tensor:
+    """The k-th (0..3) of the flips that map a dual-pixel pair to a pair the camera could
+    have taken: none, vertical, horizontal, both; a horizontal flip swaps the left and the
+    right view, because mirroring a view mirrors its half-disk blur into the other view's.
+
+    Rotations by 90 degrees are left out: they would turn the views' horizontal disparity
+    vertical, which no dual-pixel sensor records and no dual-pixel model has seen; the
+    eight dihedral transforms, unswapped, gained nothing for our dual-pixel model."""
+    if k & 1:
+        x = x.flip(-2)
+    if k & 2:
+        half = x.shape[-3] // 2
+        x = torch.cat([x[..., half:, :, :], x[..., :half, :, :]], dim=-3).flip(-1)
+    return x
+
+
+def _dual_pixel_unflip(y: Tensor, k: int) -> Tensor:
+    """Undo :func:`_dual_pixel_flip` on the restored (single-view) image."""
+    if k & 2:
+        y = y.flip(-1)
+    return y.flip(-2) if k & 1 else y
+
+
 def _forward(model: nn.Module, x: Tensor, ensemble: bool, acc_dtype: torch.dtype) -> Tensor:
     """One tile through the model; with ``ensemble`` the mean over the 8 dihedral transforms
-    (each padded to multiples of 8 on its own, as transposes swap height and width)."""
+    (each padded to multiples of 8 on its own, as transposes swap height and width), or over
+    the 4 flips of a dual-pixel pair."""
     if not ensemble:
         return _run_model(model, x).to(acc_dtype)
+    if x.shape[-3] == DUAL_PIXEL_CHANNELS:
+        transform, inverse, count = _dual_pixel_flip, _dual_pixel_unflip, 4
+    else:
+        transform, inverse, count = _dihedral, _dihedral_inverse, 8
     total = None
-    for k in range(8):
-        y = _dihedral_inverse(_run_model(model, _dihedral(x, k)), k).to(acc_dtype)
+    for k in range(count):
+        y = inverse(_run_model(model, transform(x, k)), k).to(acc_dtype)
         total = y if total is None else total + y
-    return total / 8
+    return total / count
 
 
 # --------------------------------------------------------------------------- band loop

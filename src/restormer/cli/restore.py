@@ -80,7 +80,8 @@ def restore(
         bool | None,
         typer.Option(
             "--ensemble/--no-ensemble",
-            help="x8 self-ensemble (8x slower). Default: the model's own.",
+            help="Self-ensemble: the mean over the 8 flips/rotations, 8x slower (a dual-pixel "
+            "pair: its 4 flips, 4x). Default: the model's own.",
             show_default=False,
         ),
     ] = None,

@@ -328,7 +328,9 @@ def _api(manager: JobManager, settings: Settings) -> APIRouter:
                 "Default: the server's --tile."
             ),
         ] = None,
-        ensemble: Annotated[bool, Form(description="x8 self-ensemble (8x slower).")] = False,
+        ensemble: Annotated[
+            bool, Form(description="Self-ensemble (8x slower; dual-pixel 4x).")
+        ] = False,
     ) -> JSONResponse:
         """Queue a restoration; answers at once with the job (202) and its URL (Location)."""
         tile = settings.tile if tile is None else tile
