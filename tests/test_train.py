@@ -216,7 +216,7 @@ def test_micro_batch_sizes(tmp_path: Path) -> None:
     assert micro_batches((4, 3, 128, 128), 32_768) == [(0, 2), (2, 4)]
     assert micro_batches((16, 3, 64, 64), 0) == [(0, 16)]
     assert micro_batches((2, 3, 256, 256), 32_768) == [(0, 1), (1, 2)]  # one sample at least
-    with pytest.raises(OptionError, match=r"micro_batch_pixels: expected auto, 0 .* got 'big'"):
+    with pytest.raises(OptionError, match=r"micro_batch_pixels: expected 0 .* got 'big'"):
         load_options(write_options(tmp_path), ["train.micro_batch_pixels=big"])
 
 

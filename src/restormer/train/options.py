@@ -127,7 +127,7 @@ class TrainOptions:
     mixup: MixupOptions | None
     ema_decay: float | None
     precision: str
-    micro_batch_pixels: int | str
+    micro_batch_pixels: int
     val: ValOptions | None
     logger: LoggerOptions
     pretrain_network_g: Path | None
@@ -249,18 +249,17 @@ def parse_options(raw: Mapping[str, Any]) -> TrainOptions:
     )
 
 
-def _micro_batch_pixels(train: _Section) -> int | str:
-    """``train.micro_batch_pixels``: ``auto`` (the trainer picks by device), 0 (never split a
-    batch), or the most pixels one forward/backward pass may take."""
-    if train.data.get("micro_batch_pixels", "auto") == "auto":
-        train.used.add("micro_batch_pixels")
-        return "auto"
+def _micro_batch_pixels(train: _Section) -> int:
+    """``train.micro_batch_pixels``: 0 (the default: never split a batch) or the most pixels
+    one forward/backward pass may take, to bound the memory of a step."""
+    if "micro_batch_pixels" not in train.data:
+        return 0
     try:
         return train.integer("micro_batch_pixels", minimum=0)
     except OptionError:
         value = train.data["micro_batch_pixels"]
         raise OptionError(
-            f"train.micro_batch_pixels: expected auto, 0 (never split a batch) or a number of "
+            f"train.micro_batch_pixels: expected 0 (never split a batch) or a number of "
             f"pixels, e.g. 32768; got {value!r}"
         ) from None
 
