@@ -369,10 +369,11 @@ def markdown_table() -> str:
 
 
 def _test_time(model: Any, options: dict[str, Any]) -> str:
-    """The test-time options the run used: ``TLC 192``, ``x8``, both or ``-``."""
+    """The test-time options the run used: ``TLC 192``, ``x8``, ``x4 flips``, both or ``-``."""
     window = options.get("tlc", model.local_attention.window if model.local_attention else 0)
     ensemble = options.get("ensemble", model.self_ensemble)
-    return RestoreDefaults(tlc=window, ensemble=ensemble).describe()
+    transforms = getattr(model, "ensemble_transforms", None)
+    return RestoreDefaults(tlc=window, ensemble=ensemble, ensemble_transforms=transforms).describe()
 
 
 def _ours(row: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""Which test-time options help each shipped model: TLC windows and the x8 self-ensemble.
+"""Which test-time options help each shipped model: TLC windows and the self-ensemble.
 
     python benchmarks/test_time.py [--tasks T ...] [--windows 128 192] [--ensemble-photos 3]
                                    [--photos datasets/photos/val] [--seed 2026] [--write-package]
@@ -6,9 +6,10 @@
 
 Every case of ``benchmarks/quality.py`` (same held-out photos, same fresh degradations, same
 scoring) plus the clean photo is restored by the plain model (no TLC, no ensemble), with TLC
-at each window, and with the x8 self-ensemble on the first ``--ensemble-photos`` photos
-(compared with the plain model on those same photos: the ensemble costs 8x the time; a
-dual-pixel pair's, over its four view-preserving flips, 4x).
+at each window, and with the self-ensemble on the first ``--ensemble-photos`` photos
+(compared with the plain model on those same photos: the ensemble costs 4-8x the time). The
+ensemble is the one that fits the task (:func:`restormer.ensemble.ensemble_for_task`: the 8
+flips/rotations, the 4 flips for rain, a dual-pixel pair's 4 flips).
 Printed per task and case: the plain PSNR and each option's gain over it.
 
 The rule that picks a model's defaults judges an option by its mean gain over the task's
@@ -18,8 +19,8 @@ photo, which a model must leave alone):
 * TLC: the window with the largest mean gain, if that gain is at least 0.02 dB and no case,
   main or guard, loses more than 0.05 dB; else off.
 * Self-ensemble: on only if its mean gain is at least 0.25 dB and no guard case loses more
-  than 0.05 dB; smaller gains are not worth eight times the restore time on a CPU (users can
-  still ask for it: ``--ensemble``).
+  than 0.05 dB; smaller gains are not worth four to eight times the restore time on a CPU
+  (users can still ask for it: ``--ensemble``).
 
 ``--decide-only`` applies the rule to the measurements already in the JSON file (no
 restoring), e.g. after the rule changed.
@@ -46,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quality
 
 from restormer import degradations, load_model, restore
+from restormer.ensemble import ENSEMBLES, ensemble_for_task
 from restormer.restore_defaults import RestoreDefaults
 from restormer.shipped import shipped_path
 from restormer.tasks import TASKS
@@ -71,7 +73,7 @@ def measure_task(
     settings |= {f"TLC {w}": {"tlc": w, "ensemble": False} for w in windows}
     for c, case in enumerate([*quality.cases(task), None]):
         scores: dict[str, list[float]] = {name: [] for name in settings}
-        scores |= {"plain (subset)": [], "x8 (subset)": []}
+        scores |= {"plain (subset)": [], "ensemble (subset)": []}
         for p, (_, photo) in enumerate(photos):
             clean = quality._gray(photo) if gray else photo
             if case is None:  # the clean photo: must come back unchanged
@@ -85,7 +87,7 @@ def measure_task(
             if p < ensemble_photos:
                 scores["plain (subset)"].append(scores["plain"][-1])
                 out = restore(degraded, model, tlc=0, ensemble=True)
-                scores["x8 (subset)"].append(quality._psnr(out, clean, y_channel))
+                scores["ensemble (subset)"].append(quality._psnr(out, clean, y_channel))
         row = {"case": "clean photo" if case is None else case.name}
         row |= {name: float(np.mean(values)) for name, values in scores.items() if values}
         rows.append(row)
@@ -104,12 +106,16 @@ def choose(task: str, rows: list[dict[str, Any]], windows: list[int]) -> Restore
         notes.append(f"TLC {window} {mean:+.3f} dB (worst case {worst:+.3f})")
         if mean >= TLC_MIN_GAIN and worst >= -TLC_MAX_LOSS and mean > best_gain:
             best, best_gain = window, mean
-    gain = float(np.mean([row["x8 (subset)"] - row["plain (subset)"] for row in main]))
-    worst = min(row["x8 (subset)"] - row["plain (subset)"] for row in guarded)
-    notes.append(f"x8 {gain:+.3f} dB (guard cases {worst:+.3f})")
+    gain = float(np.mean([row["ensemble (subset)"] - row["plain (subset)"] for row in main]))
+    worst = min(row["ensemble (subset)"] - row["plain (subset)"] for row in guarded)
+    transforms = ensemble_for_task(task)
+    label = f"x{ENSEMBLES[transforms]}" + ("" if transforms == "dihedral" else f" {transforms}")
+    notes.append(f"{label} {gain:+.3f} dB (guard cases {worst:+.3f})")
     measured = "mean gain over the main held-out cases: " + ", ".join(notes)
     ensemble = gain >= ENSEMBLE_MIN_GAIN and worst >= -TLC_MAX_LOSS
-    return RestoreDefaults(tlc=best, ensemble=ensemble, measured=measured)
+    return RestoreDefaults(
+        tlc=best, ensemble=ensemble, ensemble_transforms=transforms, measured=measured
+    )
 
 
 def write_defaults(task: str, defaults: RestoreDefaults) -> Path:
@@ -147,12 +153,12 @@ def decide_again(tasks: list[str], write_package: bool) -> None:
 def _table(results: dict[str, Any], windows: list[int]) -> str:
     names = [f"TLC {w}" for w in windows]
     head = f"{'task':<31}{'case':<20}{'plain':>8}" + "".join(f"{n:>10}" for n in names)
-    lines = [head + f"{'x8':>10}  (gains in dB)"]
+    lines = [head + f"{'ensemble':>10}  (gains in dB)"]
     for task, result in results.items():
         for row in result["cases"]:
             gains = "".join(f"{row[n] - row['plain']:>+10.3f}" for n in names)
-            x8 = row["x8 (subset)"] - row["plain (subset)"]
-            lines.append(f"{task:<31}{row['case']:<20}{row['plain']:>8.2f}{gains}{x8:>+10.3f}")
+            gain = row["ensemble (subset)"] - row["plain (subset)"]
+            lines.append(f"{task:<31}{row['case']:<20}{row['plain']:>8.2f}{gains}{gain:>+10.3f}")
             task = ""
         lines.append(f"{'':<31}default: {result['defaults']['description']}")
     return "\n".join(lines)
@@ -180,7 +186,7 @@ def main() -> None:
             print(f"{task}: skipped (no shipped model)", file=sys.stderr)
             continue
         model = load_model(task)
-        RestoreDefaults().apply(model)  # measured from the plain model
+        RestoreDefaults(ensemble_transforms=ensemble_for_task(task)).apply(model)  # plain
         started = time.perf_counter()
         rows = measure_task(task, model, photos, args.seed, args.windows, args.ensemble_photos)
         defaults = choose(task, rows, args.windows)

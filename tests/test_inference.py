@@ -14,7 +14,6 @@ from torch import Tensor, nn
 from restormer.inference import (
     InferenceError,
     _Axis,
-    _dual_pixel_flip,
     _pad_to_multiple,
     default_memory_budget,
     estimate_memory,
@@ -474,26 +473,23 @@ def test_dual_pixel_ensemble_averages_the_four_view_preserving_flips():
     assert np.abs(result - restore(pair, model)).max() > 1e-3
 
 
-def test_dual_pixel_flip_maps_a_pair_to_the_pair_of_the_flipped_photo():
-    """Why a horizontal flip swaps the views: the views of a mirrored photo are the mirrored
-    views with left and right exchanged (and a vertical flip keeps them in place)."""
-    from restormer.degradations.blur import DefocusParams, dual_pixel_views
-
-    photo = np.random.default_rng(16).random((48, 64, 3), dtype=np.float32)
-    params = DefocusParams(
-        radii=(5.0,), softness=1.0, rim=0.3, split=1.0, falloff=0.08,
-        map_cell=32.0, map_steepness=4.0, noise_sigma=0.0,
-    )  # fmt: skip
-
-    def pair(image: np.ndarray) -> torch.Tensor:
-        left, right = dual_pixel_views(
-            np.ascontiguousarray(image), np.random.default_rng(0), params
-        )
-        return torch.from_numpy(np.concatenate([left, right], axis=2)).permute(2, 0, 1)
-
-    for k, flipped in ((1, photo[::-1]), (2, photo[:, ::-1]), (3, photo[::-1, ::-1])):
-        expected = _dual_pixel_flip(pair(photo), k)
-        torch.testing.assert_close(pair(flipped), expected, atol=1e-5, rtol=0)
+def test_flips_ensemble_averages_the_four_flips(rgb_model):
+    """A model whose ``ensemble_transforms`` is ``flips`` (deraining) never sees a rotation."""
+    image = np.random.default_rng(17).random((21, 30, 3), dtype=np.float32)
+    model = tiny()
+    model.ensemble_transforms = "flips"
+    x = to_tensor(image)
+    total = 0
+    for dims in ((), (2,), (3,), (2, 3)):
+        t = x.flip(dims) if dims else x
+        with torch.inference_mode():
+            y = model(F.pad(t, (0, -30 % 8, 0, -21 % 8), mode="reflect"))[..., :21, :30]
+        total = total + (y.flip(dims) if dims else y)
+    expected = (total / 4).clamp(0, 1)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(restore(image, model, ensemble=True), expected, atol=1e-6)
+    model.ensemble_transforms = "rot45"
+    with pytest.raises(ValueError, match="unknown ensemble 'rot45'"):
+        restore(image, model, ensemble=True)
 
 
 # --------------------------------------------------------------------------- batch, progress

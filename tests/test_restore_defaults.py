@@ -38,6 +38,9 @@ def test_metadata_round_trip_and_description() -> None:
     assert defaults.describe() == "TLC 192, x8"
     assert RestoreDefaults(tlc=128).describe() == "TLC 128"
     assert RestoreDefaults().describe() == "-"
+    flips = RestoreDefaults(ensemble=True, ensemble_transforms="flips")
+    assert RestoreDefaults.from_metadata(flips.to_metadata()) == flips
+    assert flips.describe() == "x4 flips"
 
 
 @pytest.mark.parametrize(
@@ -45,6 +48,7 @@ def test_metadata_round_trip_and_description() -> None:
     [
         ('{"tlc": 8}', "at least 16"),
         ('{"ensemble": "yes"}', "true or false"),
+        ('{"ensemble": true, "ensemble_transforms": "rot45"}', "unknown ensemble 'rot45'"),
         ("not json", RESTORE_DEFAULTS_METADATA_KEY),
     ],
 )
@@ -101,5 +105,6 @@ def test_models_table_and_json_show_the_defaults(shipped_dir: Path) -> None:
     assert rows["deraining"]["restore_defaults"] == {
         "tlc": 192,
         "ensemble": False,
+        "ensemble_transforms": None,
         "measured": "+0.12 dB",
     }

@@ -15,9 +15,9 @@ usual dtypes, optionally a batch N x H x W x C) into the restored image:
   band buffer, and rows that no later band touches are normalised and written straight into
   the caller's output array in its dtype. Peak memory is therefore independent of the image
   height, and a uint8/uint16 output needs no whole-image float buffer at all.
-* **Self-ensemble** — the eight dihedral transforms of each tile are restored and averaged;
-  for a dual-pixel pair (6 channels: left view, right view) the four flips that keep its
-  geometry, a horizontal flip swapping the two views (see :func:`_dual_pixel_flip`).
+* **Self-ensemble** — transformed copies of each tile are restored and averaged: the 8
+  flips/rotations, or the 4 flips where rotations would make inputs the model never saw
+  (rain, dual-pixel pairs; :mod:`restormer.ensemble`).
 * **TLC** — optionally, MDTA's attention statistics come from local windows
   (:mod:`restormer.local_attention`) instead of the whole tile.
 """
@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from restormer.ensemble import check_ensemble, default_ensemble, ensemble_mean
 from restormer.local_attention import check_window, local_attention
 from restormer.model import RestormerConfig
 
@@ -141,9 +142,10 @@ def restore_into(
     ``tile_overlap`` (0 <= overlap < tile / 2) is the blend width. With ``tile=None`` the full
     frame is used when :func:`estimate_memory` fits ``memory_budget`` (default:
     :func:`default_memory_budget`), else the tile size from :func:`plan_tile`, with a warning
-    on the ``restormer`` logger. ``ensemble`` averages the 8 dihedral transforms of each tile
-    (a dual-pixel pair's 4 flips; None: the model's ``self_ensemble``, see
-    :mod:`restormer.restore_defaults`).
+    on the ``restormer`` logger. ``ensemble`` averages transformed copies of each tile
+    (None: the model's ``self_ensemble``, see :mod:`restormer.restore_defaults`): those of the
+    model's ``ensemble_transforms`` (:mod:`restormer.ensemble`; by default the 8
+    flips/rotations, a dual-pixel pair's 4 flips).
     ``tlc`` (a window in pixels, at least 16; 0: off; None: the model's own setting, which
     :func:`restormer.load_model` takes from the file) computes the attention statistics over
     local windows of that size instead of the whole image or tile (TLC, see
@@ -158,6 +160,7 @@ def restore_into(
     tlc_context = _tlc_context(model, tlc)
     if ensemble is None:
         ensemble = bool(getattr(model, "self_ensemble", False))
+    transforms = getattr(model, "ensemble_transforms", None) or default_ensemble(chan.model_in)
     _check_out(out, _output_shape(image.shape, chan.out))
     scale = _input_scale(images.dtype)
     device, dtype = _model_device_dtype(model)
@@ -170,7 +173,7 @@ def restore_into(
         scale=scale,
         device=device,
         dtype=dtype,
-        ensemble=ensemble,
+        ensemble=check_ensemble(transforms) if ensemble else None,
         rows=_Axis.make(height, tile, overlap),
         cols=_Axis.make(width, tile, overlap),
     )
@@ -516,59 +519,13 @@ def _run_model(model: nn.Module, x: Tensor) -> Tensor:
     return model(_pad_to_multiple(x))[..., :height, :width]
 
 
-def _dihedral(x: Tensor, k: int) -> Tensor:
-    """The k-th (0..7) of the 8 rotations/reflections of the square, on the last two dims."""
-    x = torch.rot90(x, k % 4, dims=(-2, -1))
-    return x.flip(-1) if k >= 4 else x
-
-
-def _dihedral_inverse(x: Tensor, k: int) -> Tensor:
-    if k >= 4:
-        x = x.flip(-1)
-    return torch.rot90(x, -(k % 4), dims=(-2, -1))
-
-
-DUAL_PIXEL_CHANNELS = 6
-
-
-def _dual_pixel_flip(x: Tensor, k: int) -> Tensor:
-    """The k-th (0..3) of the flips that map a dual-pixel pair to a pair the camera could
-    have taken: none, vertical, horizontal, both; a horizontal flip swaps the left and the
-    right view, because mirroring a view mirrors its half-disk blur into the other view's.
-
-    Rotations by 90 degrees are left out: they would turn the views' horizontal disparity
-    vertical, which no dual-pixel sensor records and no dual-pixel model has seen; the
-    eight dihedral transforms, unswapped, gained nothing for our dual-pixel model."""
-    if k & 1:
-        x = x.flip(-2)
-    if k & 2:
-        half = x.shape[-3] // 2
-        x = torch.cat([x[..., half:, :, :], x[..., :half, :, :]], dim=-3).flip(-1)
-    return x
-
-
-def _dual_pixel_unflip(y: Tensor, k: int) -> Tensor:
-    """Undo :func:`_dual_pixel_flip` on the restored (single-view) image."""
-    if k & 2:
-        y = y.flip(-1)
-    return y.flip(-2) if k & 1 else y
-
-
-def _forward(model: nn.Module, x: Tensor, ensemble: bool, acc_dtype: torch.dtype) -> Tensor:
-    """One tile through the model; with ``ensemble`` the mean over the 8 dihedral transforms
-    (each padded to multiples of 8 on its own, as transposes swap height and width), or over
-    the 4 flips of a dual-pixel pair."""
-    if not ensemble:
-        return _run_model(model, x).to(acc_dtype)
-    if x.shape[-3] == DUAL_PIXEL_CHANNELS:
-        transform, inverse, count = _dual_pixel_flip, _dual_pixel_unflip, 4
-    else:
-        transform, inverse, count = _dihedral, _dihedral_inverse, 8
-    total = None
-    for k in range(count):
-        y = inverse(_run_model(model, transform(x, k)), k).to(acc_dtype)
-        total = y if total is None else total + y
-    return total / count
+def _forward(job: _Job, x: Tensor, acc_dtype: torch.dtype) -> Tensor:
+    """One tile through the model, or with ``job.ensemble`` the mean over the transforms of
+    that ensemble (:mod:`restormer.ensemble`; each padded to multiples of 8 on its own, as
+    rotations swap height and width)."""
+    if job.ensemble is None:
+        return _run_model(job.model, x).to(acc_dtype)
+    return ensemble_mean(lambda t: _run_model(job.model, t), x, job.ensemble, acc_dtype)
 
 
 # --------------------------------------------------------------------------- band loop
@@ -581,7 +538,7 @@ class _Job:
     scale: float | None
     device: torch.device
     dtype: torch.dtype
-    ensemble: bool
+    ensemble: str | None  # the ensemble's name (restormer.ensemble), None: plain
     rows: _Axis
     cols: _Axis
 
@@ -601,7 +558,7 @@ def _restore_tile(job: _Job, region: np.ndarray) -> np.ndarray:
     if job.channels.replicate:
         x = x.repeat(1, job.channels.model_in, 1, 1)
     acc_torch = torch.float64 if job.acc_dtype == np.float64 else torch.float32
-    y = _forward(job.model, x, job.ensemble, acc_torch)
+    y = _forward(job, x, acc_torch)
     if job.channels.replicate:
         y = y.mean(dim=1, keepdim=True)
     return y.permute(0, 2, 3, 1).cpu().numpy()

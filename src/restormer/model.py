@@ -342,7 +342,8 @@ class Restormer(nn.Module):
         self.config = cfg
         self.chunked_inference = True
         self.local_attention: LocalAttention | None = None  # TLC, see set_local_attention
-        self.self_ensemble = False  # restore()'s x8 default, see restormer.restore_defaults
+        self.self_ensemble = False  # restore()'s ensemble default, see restormer.restore_defaults
+        self.ensemble_transforms: str | None = None  # restormer.ensemble; None: by channels
         width = [dim * 2**level for level in range(NUM_LEVELS)]
         decoder_width = [2 * dim, *width[1:3]]  # level 1 keeps the concatenated skip channels
 
