@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quality
 
 from restormer import degradations, load_model, restore
-from restormer.ensemble import ENSEMBLES, ensemble_for_task
+from restormer.ensemble import ensemble_for_task
 from restormer.restore_defaults import RestoreDefaults
 from restormer.shipped import shipped_path
 from restormer.tasks import TASKS
@@ -109,7 +109,7 @@ def choose(task: str, rows: list[dict[str, Any]], windows: list[int]) -> Restore
     gain = float(np.mean([row["ensemble (subset)"] - row["plain (subset)"] for row in main]))
     worst = min(row["ensemble (subset)"] - row["plain (subset)"] for row in guarded)
     transforms = ensemble_for_task(task)
-    label = f"x{ENSEMBLES[transforms]}" + ("" if transforms == "dihedral" else f" {transforms}")
+    label = RestoreDefaults(ensemble=True, ensemble_transforms=transforms).describe()
     notes.append(f"{label} {gain:+.3f} dB (guard cases {worst:+.3f})")
     measured = "mean gain over the main held-out cases: " + ", ".join(notes)
     ensemble = gain >= ENSEMBLE_MIN_GAIN and worst >= -TLC_MAX_LOSS
