@@ -114,6 +114,22 @@ def test_ensemble_runs(tmp_path: Path, models: dict[str, Path]) -> None:
     assert _run("restore", src, "-o", tmp_path / "out", "-w", models["rgb"], "--ensemble")[0] == 0
 
 
+def test_ensemble_transforms_chosen(tmp_path: Path, models: dict[str, Path]) -> None:
+    photo = _photo(24, 32)
+    src = _save(tmp_path / "in.png", photo)
+    base = ("restore", src, "-w", models["rgb"], "--ensemble-transforms")
+    code, text = _run(*base, "flips", "-o", tmp_path / "out")
+    assert code == 0, text
+    expected = restore(photo, load_model(models["rgb"]), ensemble="flips")
+    flipped = np.asarray(Image.open(tmp_path / "out" / "in.png")).astype(int)
+    assert np.abs(flipped - np.round(expected * 255)).max() <= 1
+    code, text = _run(*base, "rot45", "-o", tmp_path / "bad")
+    assert code == 2 and "--ensemble-transforms: unknown ensemble 'rot45'" in text
+    code, text = _run(*base, "flips", "--no-ensemble", "-o", tmp_path / "both")
+    assert code == 2 and "give one" in text
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "both").exists()
+
+
 def test_dual_pixel_pairs_and_folders(tmp_path: Path, models: dict[str, Path]) -> None:
     root = tmp_path / "dpdd"
     for side, seed in (("inputL", 1), ("inputR", 2)):

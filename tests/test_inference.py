@@ -487,9 +487,13 @@ def test_flips_ensemble_averages_the_four_flips(rgb_model):
         total = total + (y.flip(dims) if dims else y)
     expected = (total / 4).clamp(0, 1)[0].permute(1, 2, 0).numpy()
     np.testing.assert_allclose(restore(image, model, ensemble=True), expected, atol=1e-6)
+    plain = tiny()  # no ensemble_transforms of its own: the name given chooses
+    np.testing.assert_allclose(restore(image, plain, ensemble="flips"), expected, atol=1e-6)
     model.ensemble_transforms = "rot45"
     with pytest.raises(ValueError, match="unknown ensemble 'rot45'"):
         restore(image, model, ensemble=True)
+    with pytest.raises(InferenceError, match="unknown ensemble 'rot45'; choose one of"):
+        restore(image, plain, ensemble="rot45")
 
 
 # --------------------------------------------------------------------------- batch, progress

@@ -89,7 +89,7 @@ def restore(
     *,
     tile: int | None = None,
     tile_overlap: int = 32,
-    ensemble: bool | None = None,
+    ensemble: bool | str | None = None,
     tlc: int | None = None,
     progress: ProgressFn | None = None,
     memory_budget: int | None = None,
@@ -124,7 +124,7 @@ def restore_into(
     *,
     tile: int | None = None,
     tile_overlap: int = 32,
-    ensemble: bool | None = None,
+    ensemble: bool | str | None = None,
     tlc: int | None = None,
     progress: ProgressFn | None = None,
     memory_budget: int | None = None,
@@ -143,9 +143,11 @@ def restore_into(
     frame is used when :func:`estimate_memory` fits ``memory_budget`` (default:
     :func:`default_memory_budget`), else the tile size from :func:`plan_tile`, with a warning
     on the ``restormer`` logger. ``ensemble`` averages transformed copies of each tile
-    (None: the model's ``self_ensemble``, see :mod:`restormer.restore_defaults`): those of the
-    model's ``ensemble_transforms`` (:mod:`restormer.ensemble`; by default the 8
-    flips/rotations, a dual-pixel pair's 4 flips).
+    (None: the model's ``self_ensemble``, see :mod:`restormer.restore_defaults`): with True,
+    those of the model's ``ensemble_transforms`` (:mod:`restormer.ensemble`; by default the 8
+    flips/rotations, a dual-pixel pair's 4 flips); with a name of
+    :data:`restormer.ensemble.ENSEMBLES` (``"dihedral"``, ``"flips"``, ``"dual-pixel"``),
+    those.
     ``tlc`` (a window in pixels, at least 16; 0: off; None: the model's own setting, which
     :func:`restormer.load_model` takes from the file) computes the attention statistics over
     local windows of that size instead of the whole image or tile (TLC, see
@@ -158,9 +160,7 @@ def restore_into(
     batch, height, width, channels = images.shape
     chan = _channel_plan(channels, model)
     tlc_context = _tlc_context(model, tlc)
-    if ensemble is None:
-        ensemble = bool(getattr(model, "self_ensemble", False))
-    transforms = getattr(model, "ensemble_transforms", None) or default_ensemble(chan.model_in)
+    transforms = _ensemble_transforms(model, ensemble, chan.model_in)
     _check_out(out, _output_shape(image.shape, chan.out))
     scale = _input_scale(images.dtype)
     device, dtype = _model_device_dtype(model)
@@ -173,7 +173,7 @@ def restore_into(
         scale=scale,
         device=device,
         dtype=dtype,
-        ensemble=check_ensemble(transforms) if ensemble else None,
+        ensemble=transforms,
         rows=_Axis.make(height, tile, overlap),
         cols=_Axis.make(width, tile, overlap),
     )
@@ -397,6 +397,24 @@ def _as_int(value: object, name: str) -> int:
         return operator.index(value)  # type: ignore[arg-type]
     except TypeError:
         raise InferenceError(f"{name} must be an integer, got {value!r}") from None
+
+
+def _ensemble_transforms(
+    model: nn.Module, ensemble: bool | str | None, in_channels: int
+) -> str | None:
+    """The ensemble a restore runs (a name of :data:`restormer.ensemble.ENSEMBLES`), or None."""
+    if isinstance(ensemble, str):
+        try:
+            return check_ensemble(ensemble)
+        except ValueError as e:
+            raise InferenceError(str(e)) from None
+    if ensemble is None:
+        ensemble = bool(getattr(model, "self_ensemble", False))
+    if not ensemble:
+        return None
+    return check_ensemble(
+        getattr(model, "ensemble_transforms", None) or default_ensemble(in_channels)
+    )
 
 
 def _tlc_context(model: nn.Module, tlc: object) -> contextlib.AbstractContextManager[None]:

@@ -30,6 +30,7 @@ from restormer.cli.common import (
     prepare_output_dir,
     progress_bar,
 )
+from restormer.ensemble import ENSEMBLES, check_ensemble
 from restormer.io import (
     DEFAULT_MAX_PIXELS,
     ImageData,
@@ -85,6 +86,15 @@ def restore(
             show_default=False,
         ),
     ] = None,
+    ensemble_transforms: Annotated[
+        str | None,
+        typer.Option(
+            "--ensemble-transforms",
+            help=f"Self-ensemble over these copies ({', '.join(ENSEMBLES)}): 'flips' for rain, "
+            "whose streaks a quarter turn lays across. Default: the model's own.",
+            show_default=False,
+        ),
+    ] = None,
     tlc: TlcOption = None,
     device: DeviceOption = Device.cpu,
     precision: PrecisionOption = Precision.fp32,
@@ -105,6 +115,14 @@ def restore(
         fail(f"unknown task '{task}'; choose one of: {', '.join(TASKS)}")
     if (left is None) != (right is None):
         fail("dual-pixel input needs both --left and --right")
+    chosen_ensemble: bool | str | None = ensemble
+    if ensemble_transforms is not None:
+        if ensemble is False:
+            fail("--no-ensemble and --ensemble-transforms: give one")
+        try:
+            chosen_ensemble = check_ensemble(ensemble_transforms)
+        except ValueError as e:
+            fail(f"--ensemble-transforms: {e}")
     try:
         window = check_window(tlc) if tlc is not None else None
     except ValueError as e:
@@ -121,7 +139,7 @@ def restore(
     failures = len(problems)
     for message in problems:
         err.print(f"[bold red]error:[/] {message}", markup=True)
-    ok = _run_jobs(jobs, model, tile, tile_overlap, ensemble, overwrite, max_pixels)
+    ok = _run_jobs(jobs, model, tile, tile_overlap, chosen_ensemble, overwrite, max_pixels)
     failures += len(jobs) - ok
     total = len(jobs) + len(problems)
     summary = f"restored {ok} of {total} image{'s' if total != 1 else ''} into {output_dir}"
@@ -198,7 +216,7 @@ def _run_jobs(
     model,  # type: ignore[no-untyped-def]
     tile: int | None,
     tile_overlap: int,
-    ensemble: bool | None,
+    ensemble: bool | str | None,
     overwrite: bool,
     max_pixels: int,
 ) -> int:
@@ -223,7 +241,7 @@ def _restore_one(
     model,  # type: ignore[no-untyped-def]
     tile: int | None,
     tile_overlap: int,
-    ensemble: bool | None,
+    ensemble: bool | str | None,
     overwrite: bool,
     max_pixels: int,
     progress: Progress,
