@@ -13,7 +13,9 @@ since the last checkpoint, never the model:
 2. Otherwise, when the package ships a model for TASK with the option file's architecture:
    warm-start from it, and record its training iterations and hours in
    ``experiments/TASK/lineage.json`` so that ``scripts/ship_model.py`` reports the totals of
-   the whole lineage.
+   the whole lineage. When the option file's model is the shipped one with more blocks per
+   level (same widths), the shipped model is grown to it first (:mod:`restormer.train.deepen`:
+   the added blocks start as identities), so the deeper model starts where the shipped one is.
 3. Otherwise, with ``--from OTHER_TASK`` (a shipped model of the same widths and depths):
    warm-start from that task's shipped model (its lineage recorded likewise), its first and
    last convolutions adapted to this task's channels (:func:`adapt_channels`); a dual-pixel
@@ -21,7 +23,7 @@ since the last checkpoint, never the model:
    it starts as that model on the mean of its two views. ``--restart-from OTHER_TASK`` does
    the same even where the package ships a model for TASK: a new lineage, which
    ``scripts/ship_model.py`` ships only if it restores better than the shipped model.
-4. Otherwise: from scratch. So a wider or deeper model in the option file starts afresh (its
+4. Otherwise: from scratch. So a wider model in the option file starts afresh (its
    ``experiments/TASK`` must not hold the old model's states), and ``scripts/ship_model.py``
    replaces the shipped one only if it restores better.
 
@@ -56,6 +58,7 @@ from restormer.io import read_image, to_float
 from restormer.shipped import TRAINING_METADATA_KEY, shipped_path
 from restormer.tasks import TASKS
 from restormer.train.checkpoint import ExperimentDir, newest_state
+from restormer.train.deepen import deepen_state_dict, depth_change
 from restormer.weights import (
     CONFIG_METADATA_KEY,
     native_bfloat16,
@@ -230,7 +233,7 @@ def main() -> None:
             warm = _warm_start(args.task, args.source, experiment)
         if warm is not None:
             command += ["--set", f"path.pretrain_network_g={warm}"]
-            if warm != shipped_path(args.task):  # another task's model: dual-pixel adds keys
+            if warm.name.startswith("warm_start_from_"):  # another task's: dual-pixel adds keys
                 command += ["--set", "path.strict_load_g=false"]
     experiment.root.mkdir(parents=True, exist_ok=True)
     if cycle is not None and not resuming:
@@ -344,10 +347,37 @@ def _warm_start(task: str, source: str | None, experiment: ExperimentDir) -> Pat
             (experiment.root / "lineage.json").write_text(json.dumps(lineage))
             print(f"warm start from the shipped {task} model ({lineage})", flush=True)
             return own
+        deeper = _deepened(own, network, experiment)
+        if deeper is not None:
+            return deeper
         print(f"not warm-started from the shipped {task} model: the option file has {change}")
     if source is None:
         return None
     return _warm_start_from(source, task, experiment, network=network)
+
+
+def _deepened(own: Path, network: dict, experiment: ExperimentDir) -> Path | None:
+    """The shipped model grown to the recipe's depth (:mod:`restormer.train.deepen`), saved in
+    the run's folder as its warm start; None unless the recipe is that model with more blocks."""
+    checkpoint = read_checkpoint(own)
+    config = json.loads(checkpoint.metadata.get(CONFIG_METADATA_KEY, "{}"))
+    try:
+        change = depth_change(config, network)
+    except ValueError:
+        return None
+    torch.manual_seed(0)  # the added blocks' fresh weights
+    state = deepen_state_dict(
+        {k: v.float() for k, v in checkpoint.state_dict.items()}, config, network
+    )
+    record = json.loads(checkpoint.metadata.get(TRAINING_METADATA_KEY, "{}"))
+    lineage = {k: v for k, v in record.items() if k in ("iterations", "hours")}
+    experiment.root.mkdir(parents=True, exist_ok=True)
+    (experiment.root / "lineage.json").write_text(json.dumps({**lineage, "deepened": change}))
+    target = experiment.root / "warm_start_deepened.safetensors"
+    save_weights(state, target, overwrite=True)
+    print(f"warm start from the shipped model, deepened ({change}): it computes what that "
+          "model computes until the added blocks learn", flush=True)  # fmt: skip
+    return target
 
 
 def _warm_start_from(

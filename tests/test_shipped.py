@@ -277,6 +277,32 @@ def test_a_wider_model_in_the_option_file_trains_from_scratch(
         module.main()
 
 
+def test_a_deeper_model_in_the_option_file_starts_as_the_shipped_one(tmp_path: Path) -> None:
+    """A recipe that only adds blocks warm-starts from the shipped model grown to its depth:
+    the saved warm start computes what the shipped model computes, and the lineage says so."""
+    from restormer.train.checkpoint import ExperimentDir
+
+    module = _script("train_shipped")
+    model = tiny_model(seed=7)
+    record = '{"iterations": 900, "hours": 1.5, "command": "x"}'
+    shipped = save_weights(model.state_dict(), tmp_path / "m.safetensors", config=model.config,
+                           metadata={TRAINING_METADATA_KEY: record})  # fmt: skip
+    network = model.config.to_dict()
+    deeper = {**network, "num_blocks": [b + 1 for b in network["num_blocks"]]}
+    experiment = ExperimentDir(tmp_path / "run")
+    assert module._deepened(shipped, {**network, "dim": 2 * network["dim"]}, experiment) is None
+    warm = module._deepened(shipped, deeper, experiment)
+    assert warm is not None and warm.parent == experiment.root
+    grown = Restormer(**deeper).eval()
+    grown.load_state_dict(read_checkpoint(warm).state_dict)
+    x = torch.rand(1, 3, 16, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(grown(x), model.eval()(x), rtol=0, atol=1e-6)
+    lineage = json.loads((experiment.root / "lineage.json").read_text())
+    assert lineage["iterations"] == 900 and lineage["hours"] == 1.5
+    assert lineage["deepened"].startswith(f"num_blocks {network['num_blocks']} -> ")
+
+
 def test_shipped_files_are_valid_and_small() -> None:
     """Whatever the package ships loads strictly, carries its record, and stays small."""
     total = 0
