@@ -1,8 +1,8 @@
 """What each CPU training option buys: one training step of a shipped model's architecture,
 eager and with each optimisation added in turn.
 
-    python benchmarks/training_step.py [--options configs/shipped/TASK.yml] [--batch 16]
-                                       [--size 64] [--runs 5] [--threads 1]
+    python benchmarks/training_step.py [--options configs/shipped/TASK.yml] [--blocks N N N N]
+                                       [--batch 16] [--size 64] [--runs 5] [--threads 1]
                                        [--precision fp32|bf16] [--name NAME]
 
 The rungs, each adding one thing to the one above:
@@ -130,6 +130,8 @@ def gradient_difference(model: Restormer, reference: Restormer) -> float:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     network = load_options(args.options).network.to_dict()
+    if args.blocks is not None:
+        network["num_blocks"] = args.blocks
     torch.manual_seed(0)
     first = Restormer(**network)
     models = [first] + [Restormer(**network) for _ in RUNGS[1:]]
@@ -210,6 +212,14 @@ def parse_args() -> argparse.Namespace:
         default=ROOT / "configs" / "shipped" / "gaussian-color-denoising.yml",
         help="option file whose network_g is measured (default: the shipped compact model)",
     )
+    parser.add_argument(
+        "--blocks",
+        type=int,
+        nargs=4,
+        default=None,
+        metavar="N",
+        help="blocks per level instead of the option file's (e.g. 2 3 6 8: a deeper model)",
+    )
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--runs", type=int, default=5)
@@ -217,8 +227,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--name", default="", help="suffix of the JSON file's name")
     args = parser.parse_args()
-    if min(args.batch, args.size, args.runs, args.threads) < 1:
-        parser.error("--batch, --size, --runs and --threads must be >= 1")
+    if min(args.batch, args.size, args.runs, args.threads, *(args.blocks or [1])) < 1:
+        parser.error("--batch, --size, --runs, --threads and --blocks must be >= 1")
     if not args.options.is_file():
         parser.error(f"--options {args.options}: no such file")
     return args
