@@ -341,10 +341,7 @@ def _warm_start(task: str, source: str | None, experiment: ExperimentDir) -> Pat
     if own.is_file():
         change = architecture_change(own, network)
         if change is None:
-            record = read_checkpoint(own).metadata.get(TRAINING_METADATA_KEY, "{}")
-            lineage = {k: v for k, v in json.loads(record).items() if k in ("iterations", "hours")}
-            experiment.root.mkdir(parents=True, exist_ok=True)
-            (experiment.root / "lineage.json").write_text(json.dumps(lineage))
+            lineage = _start_lineage(experiment, read_checkpoint(own))
             print(f"warm start from the shipped {task} model ({lineage})", flush=True)
             return own
         deeper = _deepened(own, network, experiment)
@@ -354,6 +351,16 @@ def _warm_start(task: str, source: str | None, experiment: ExperimentDir) -> Pat
     if source is None:
         return None
     return _warm_start_from(source, task, experiment, network=network)
+
+
+def _start_lineage(experiment: ExperimentDir, checkpoint: Any, **extra: str) -> dict[str, Any]:
+    """Write the run's ``lineage.json``: the iterations and hours of the shipped model it
+    starts from (``checkpoint``), plus ``extra``; returns what it wrote."""
+    record = json.loads(checkpoint.metadata.get(TRAINING_METADATA_KEY, "{}"))
+    lineage = {k: v for k, v in record.items() if k in ("iterations", "hours")} | extra
+    experiment.root.mkdir(parents=True, exist_ok=True)
+    (experiment.root / "lineage.json").write_text(json.dumps(lineage))
+    return lineage
 
 
 def _deepened(own: Path, network: dict, experiment: ExperimentDir) -> Path | None:
@@ -369,10 +376,7 @@ def _deepened(own: Path, network: dict, experiment: ExperimentDir) -> Path | Non
     state = deepen_state_dict(
         {k: v.float() for k, v in checkpoint.state_dict.items()}, config, network
     )
-    record = json.loads(checkpoint.metadata.get(TRAINING_METADATA_KEY, "{}"))
-    lineage = {k: v for k, v in record.items() if k in ("iterations", "hours")}
-    experiment.root.mkdir(parents=True, exist_ok=True)
-    (experiment.root / "lineage.json").write_text(json.dumps({**lineage, "deepened": change}))
+    _start_lineage(experiment, checkpoint, deepened=change)
     target = experiment.root / "warm_start_deepened.safetensors"
     save_weights(state, target, overwrite=True)
     print(f"warm start from the shipped model, deepened ({change}): it computes what that "
@@ -400,10 +404,7 @@ def _warm_start_from(
     if change is not None:
         raise SystemExit(f"{option} {source}: its model has another architecture ({change})")
     checkpoint = read_checkpoint(other)
-    record = json.loads(checkpoint.metadata.get(TRAINING_METADATA_KEY, "{}"))
-    lineage = {k: v for k, v in record.items() if k in ("iterations", "hours")}
-    experiment.root.mkdir(parents=True, exist_ok=True)
-    (experiment.root / "lineage.json").write_text(json.dumps({**lineage, "from": source}))
+    _start_lineage(experiment, checkpoint, **{"from": source})
     state = {k: v.float() for k, v in checkpoint.state_dict.items()}
     state = adapt_channels(state, network["inp_channels"], network["out_channels"])
     if network["dual_pixel_task"] and "skip_conv.weight" not in state:
