@@ -258,6 +258,8 @@ def _command(task: str, lineage: dict[str, Any]) -> str:
     cycle = lineage.get("cycle")
     if cycle:
         command += f" --cycle {cycle['iterations']} --cycle-lr {cycle['lr']:g}"
+        if cycle.get("patch") is not None:
+            command += f" --cycle-patch {cycle['patch']}"
     return command
 
 

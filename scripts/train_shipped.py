@@ -1,7 +1,7 @@
 """Train (or keep training) the shipped model of one task, on CPU, resumable across sessions.
 
     python scripts/train_shipped.py TASK [--hours H] [--until ITERATION | --cycle ITERATIONS]
-                                    [--cycle-lr LR] [--threads N]
+                                    [--cycle-lr LR] [--cycle-patch SIZE] [--threads N]
                                     [--from OTHER_TASK | --restart-from OTHER_TASK]
                                     [--precision auto|fp32|bf16]
 
@@ -30,8 +30,11 @@ since the last checkpoint, never the model:
 ``--cycle N`` replaces the option file's learning-rate schedule by one cosine cycle of N
 iterations, from ``--cycle-lr`` (3e-4) down to 1e-5, and stops there: a warm restart of the
 shipped model (SGDR) short enough to end, be judged and shipped within one session on a slow
-machine, so a lost ``experiments/`` folder costs nothing shipped. The cycle is recorded in
-``lineage.json``: a resumed run keeps it, and ``scripts/ship_model.py`` puts it in the command.
+machine, so a lost ``experiments/`` folder costs nothing shipped. A cycle counts its
+iterations from 1, so it trains at the recipe's first progressive stage (its smallest patches)
+unless ``--cycle-patch SIZE`` names a later stage, e.g. the one the shipped model's training
+had reached. The cycle is recorded in ``lineage.json``: a resumed run keeps it, and
+``scripts/ship_model.py`` puts it in the command.
 
 Training runs in bf16 autocast where the CPU has native bfloat16 (``--precision auto``,
 the default), else in fp32. The training photos are ``datasets/photos/train`` (make them with
@@ -54,6 +57,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from restormer.data.schedule import StageSchedule
 from restormer.io import read_image, to_float
 from restormer.shipped import TRAINING_METADATA_KEY, shipped_path
 from restormer.tasks import TASKS
@@ -184,6 +188,14 @@ def main() -> None:
         metavar="LR",
         help=f"the learning rate a --cycle starts from (default {CYCLE_LR:g})",
     )
+    parser.add_argument(
+        "--cycle-patch",
+        type=int,
+        default=None,
+        metavar="SIZE",
+        help="train a --cycle at the option file's progressive stage of this patch size (and "
+        "its batch size) instead of its first stage",
+    )
     parser.add_argument("--threads", type=int, default=1, help="OpenMP threads (default 1)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
@@ -224,7 +236,7 @@ def main() -> None:
     resuming = newest_state(experiment) is not None
     cycle = _cycle(args, experiment, resuming)
     if cycle is not None:
-        command += cycle_overrides(cycle)
+        command += cycle_overrides(cycle, _stages(options))
 
     if not resuming:
         if args.restart_from is not None:
@@ -249,17 +261,26 @@ CYCLE_LR = 3e-4
 CYCLE_END_LR = 1e-5
 
 
-def cycle_overrides(cycle: dict[str, Any]) -> list[str]:
+def cycle_overrides(cycle: dict[str, Any], stages: StageSchedule) -> list[str]:
     """``restormer train`` options that make the run one cosine cycle of
-    ``cycle["iterations"]`` from ``cycle["lr"]`` down to 1e-5, ending the run there."""
+    ``cycle["iterations"]`` from ``cycle["lr"]`` down to 1e-5, ending the run there, all at the
+    progressive stage (of ``stages``, the recipe's) with patch size ``cycle["patch"]``, if
+    given (a cycle counts its iterations from 1, so it would otherwise train at the first)."""
     iterations, lr = int(cycle["iterations"]), float(cycle["lr"])
-    settings = {
+    settings: dict[str, Any] = {
         "train.total_iter": iterations,
         "train.optim_g.lr": lr,
         "train.scheduler.periods": f"[{iterations}]",
         "train.scheduler.restart_weights": "[1]",
         "train.scheduler.eta_mins": f"[{CYCLE_END_LR:g}]",
     }
+    if cycle.get("patch") is not None:
+        stage = stages.gt_sizes.index(int(cycle["patch"]))
+        settings |= {
+            "datasets.train.iters": f"[{iterations}]",
+            "datasets.train.gt_sizes": f"[{stages.gt_sizes[stage]}]",
+            "datasets.train.mini_batch_sizes": f"[{stages.mini_batch_sizes[stage]}]",
+        }
     return [part for key, value in settings.items() for part in ("--set", f"{key}={value}")]
 
 
@@ -271,11 +292,20 @@ def _cycle(args: argparse.Namespace, experiment: ExperimentDir, resuming: bool) 
         raise SystemExit(f"--cycle {args.cycle}: expected a number of iterations >= 1")
     if args.cycle_lr is not None and not args.cycle_lr > 0:
         raise SystemExit(f"--cycle-lr {args.cycle_lr:g}: expected a learning rate > 0")
-    if args.cycle_lr is not None and args.cycle is None:
-        raise SystemExit("--cycle-lr needs --cycle ITERATIONS")
+    for option, value in (("--cycle-lr", args.cycle_lr), ("--cycle-patch", args.cycle_patch)):
+        if value is not None and args.cycle is None:
+            raise SystemExit(f"{option} needs --cycle ITERATIONS")
     asked = None
     if args.cycle is not None:
         asked = {"iterations": args.cycle, "lr": args.cycle_lr or CYCLE_LR}
+        if args.cycle_patch is not None:
+            sizes = _stages(ROOT / "configs" / "shipped" / f"{args.task}.yml").gt_sizes
+            if args.cycle_patch not in sizes:
+                raise SystemExit(
+                    f"--cycle-patch {args.cycle_patch}: not a patch size of the recipe's "
+                    f"stages ({', '.join(map(str, sizes))})"
+                )
+            asked["patch"] = args.cycle_patch
     if not resuming:
         return asked
     recorded = _lineage(experiment).get("cycle")
@@ -286,6 +316,13 @@ def _cycle(args: argparse.Namespace, experiment: ExperimentDir, resuming: bool) 
             "it began (move the folder away to start another run)"
         )
     return recorded
+
+
+def _stages(options: Path) -> StageSchedule:
+    """The progressive-learning stages of an option file."""
+    from restormer.train import load_options
+
+    return StageSchedule.from_options(load_options(options).train_dataset)
 
 
 def _lineage(experiment: ExperimentDir) -> dict[str, Any]:

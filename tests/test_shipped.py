@@ -238,6 +238,7 @@ def test_a_cycle_run_is_one_cosine_cycle_from_the_shipped_model_and_resumes_as_b
         (("--cycle", "1500", "--until", "900"), "--cycle and --until: give one"),
         (("--cycle", "0"), "--cycle 0: expected a number of iterations >= 1"),
         (("--cycle-lr", "1e-4"), "--cycle-lr needs --cycle ITERATIONS"),
+        (("--cycle-patch", "96"), "--cycle-patch needs --cycle ITERATIONS"),
     ]:
         monkeypatch.setattr("sys.argv", [*argv, *extra])
         with pytest.raises(SystemExit, match=message):
@@ -383,3 +384,31 @@ def test_shipped_rows_are_kept_until_the_weights_or_the_photos_change(tmp_path: 
     (tmp_path / "shipped_rows.json").write_text("{not json")
     assert cache.get(model) is None
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_a_cycle_can_train_at_a_later_progressive_stage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--cycle-patch P``: the whole cycle at the recipe's stage of P-pixel patches (with its
+    batch size), recorded for resuming and for the shipped command; a size the recipe's stages
+    do not have is a one-line error."""
+    module, commands = _train_shipped_recording(monkeypatch)
+    argv = ["train_shipped.py", "deraining", "--experiments", str(tmp_path), "--cycle", "600"]
+    monkeypatch.setattr("sys.argv", [*argv, "--cycle-patch", "96"])
+    with pytest.raises(SystemExit) as stopped:
+        module.main()
+    assert stopped.value.code == 0
+    for setting in [
+        "datasets.train.iters=[600]",
+        "datasets.train.gt_sizes=[96]",
+        "datasets.train.mini_batch_sizes=[8]",
+    ]:
+        assert setting in commands[0]
+    lineage = json.loads((tmp_path / "deraining" / "lineage.json").read_text())
+    assert lineage["cycle"] == {"iterations": 600, "lr": 3e-4, "patch": 96}
+    assert _script("ship_model")._command("deraining", lineage) == (
+        "python scripts/train_shipped.py deraining --cycle 600 --cycle-lr 0.0003 --cycle-patch 96"
+    )
+    monkeypatch.setattr("sys.argv", [*argv, "--cycle-patch", "100"])
+    with pytest.raises(SystemExit, match=r"--cycle-patch 100: not a patch size .*\(64, 96, 128\)"):
+        module.main()
