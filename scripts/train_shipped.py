@@ -357,10 +357,11 @@ ARCHITECTURE_KEYS = (
 """What a warm start must share with the option file: all but the image channels."""
 
 
-def architecture_change(model: Path, network: dict) -> str | None:
-    """How the option file's ``network`` differs from the model file's in anything that
-    shapes its weights other than the image channels, e.g. ``"dim 16 -> 24"``; None if not."""
-    config = json.loads(read_checkpoint(model).metadata.get(CONFIG_METADATA_KEY, "{}"))
+def architecture_change(checkpoint: Any, network: dict) -> str | None:
+    """How the option file's ``network`` differs from a model file's (``checkpoint``, as read by
+    :func:`read_checkpoint`) in anything that shapes its weights other than the image
+    channels, e.g. ``"dim 16 -> 24"``; None if not."""
+    config = _config(checkpoint)
     changes = [
         f"{key} {config.get(key)} -> {network.get(key)}"
         for key in ARCHITECTURE_KEYS
@@ -376,12 +377,13 @@ def _warm_start(task: str, source: str | None, experiment: ExperimentDir) -> Pat
     network = load_options(ROOT / "configs" / "shipped" / f"{task}.yml").network.to_dict()
     own = shipped_path(task)
     if own.is_file():
-        change = architecture_change(own, network)
+        checkpoint = read_checkpoint(own)
+        change = architecture_change(checkpoint, network)
         if change is None:
-            lineage = _start_lineage(experiment, read_checkpoint(own))
+            lineage = _start_lineage(experiment, checkpoint)
             print(f"warm start from the shipped {task} model ({lineage})", flush=True)
             return own
-        deeper = _deepened(own, network, experiment)
+        deeper = _deepened(checkpoint, network, experiment)
         if deeper is not None:
             return deeper
         print(f"not warm-started from the shipped {task} model: the option file has {change}")
@@ -400,11 +402,16 @@ def _start_lineage(experiment: ExperimentDir, checkpoint: Any, **extra: str) -> 
     return lineage
 
 
-def _deepened(own: Path, network: dict, experiment: ExperimentDir) -> Path | None:
-    """The shipped model grown to the recipe's depth (:mod:`restormer.train.deepen`), saved in
-    the run's folder as its warm start; None unless the recipe is that model with more blocks."""
-    checkpoint = read_checkpoint(own)
-    config = json.loads(checkpoint.metadata.get(CONFIG_METADATA_KEY, "{}"))
+def _config(checkpoint: Any) -> dict[str, Any]:
+    """The architecture recorded in a model file."""
+    return json.loads(checkpoint.metadata.get(CONFIG_METADATA_KEY, "{}"))
+
+
+def _deepened(checkpoint: Any, network: dict, experiment: ExperimentDir) -> Path | None:
+    """The shipped model (``checkpoint``) grown to the recipe's depth
+    (:mod:`restormer.train.deepen`), saved in the run's folder as its warm start; None unless
+    the recipe is that model with more blocks."""
+    config = _config(checkpoint)
     try:
         change = depth_change(config, network)
     except ValueError:
@@ -437,10 +444,10 @@ def _warm_start_from(
     other = shipped_path(source)
     if not other.is_file():
         raise SystemExit(f"{option} {source}: no shipped model for that task")
-    change = architecture_change(other, network)
+    checkpoint = read_checkpoint(other)
+    change = architecture_change(checkpoint, network)
     if change is not None:
         raise SystemExit(f"{option} {source}: its model has another architecture ({change})")
-    checkpoint = read_checkpoint(other)
     _start_lineage(experiment, checkpoint, **{"from": source})
     state = {k: v.float() for k, v in checkpoint.state_dict.items()}
     state = adapt_channels(state, network["inp_channels"], network["out_channels"])

@@ -252,7 +252,8 @@ def test_a_wider_model_in_the_option_file_trains_from_scratch(
     and depths; another task's model with other widths is refused as a ``--from`` source."""
     module = _script("train_shipped")
     model = tiny_model(seed=7)
-    shipped = save_weights(model.state_dict(), tmp_path / "m.safetensors", config=model.config)
+    path = save_weights(model.state_dict(), tmp_path / "m.safetensors", config=model.config)
+    shipped = read_checkpoint(path)
     network = model.config.to_dict()
     assert module.architecture_change(shipped, network) is None
     assert module.architecture_change(shipped, {**network, "inp_channels": 1}) is None
@@ -264,7 +265,7 @@ def test_a_wider_model_in_the_option_file_trains_from_scratch(
 
     commands: list[list[str]] = []
     monkeypatch.setattr(module.subprocess, "call", lambda cmd, **_: commands.append(cmd) or 0)
-    monkeypatch.setattr(module, "shipped_path", lambda task: shipped)  # not the dim-16 recipe
+    monkeypatch.setattr(module, "shipped_path", lambda task: path)  # not the dim-16 recipe
     experiments = tmp_path / "experiments"
     argv = ["train_shipped.py", "deraining", "--experiments", str(experiments)]
     monkeypatch.setattr("sys.argv", argv)
@@ -286,8 +287,9 @@ def test_a_deeper_model_in_the_option_file_starts_as_the_shipped_one(tmp_path: P
     module = _script("train_shipped")
     model = tiny_model(seed=7)
     record = '{"iterations": 900, "hours": 1.5, "command": "x"}'
-    shipped = save_weights(model.state_dict(), tmp_path / "m.safetensors", config=model.config,
-                           metadata={TRAINING_METADATA_KEY: record})  # fmt: skip
+    path = save_weights(model.state_dict(), tmp_path / "m.safetensors", config=model.config,
+                        metadata={TRAINING_METADATA_KEY: record})  # fmt: skip
+    shipped = read_checkpoint(path)
     network = model.config.to_dict()
     deeper = {**network, "num_blocks": [b + 1 for b in network["num_blocks"]]}
     experiment = ExperimentDir(tmp_path / "run")

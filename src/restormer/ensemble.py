@@ -21,6 +21,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from restormer.model import DUAL_PIXEL_CHANNELS
+
 __all__ = [
     "ENSEMBLES",
     "FOR_TASK",
@@ -35,8 +37,6 @@ ENSEMBLES: dict[str, int] = {"dihedral": 8, "flips": 4, "dual-pixel": 4}
 
 FOR_TASK: dict[str, str] = {"deraining": "flips", "dual-pixel-defocus-deblurring": "dual-pixel"}
 """The ensemble of each task whose degradation is not the same turned any way."""
-
-DUAL_PIXEL_CHANNELS = 6
 
 
 def check_ensemble(name: object) -> str:

@@ -49,6 +49,7 @@ from torch import nn
 from restormer.files import write_atomically
 from restormer.io import ImageFileError, from_float, list_images, read_image, write_image
 from restormer.metrics import PROTOCOLS, score
+from restormer.model import DUAL_PIXEL_CHANNELS
 from restormer.tasks import TASKS
 
 __all__ = [
@@ -386,7 +387,8 @@ def _check_channels(
     model_in = int(getattr(model, "inp_channels", 3))
     model_out = int(getattr(model, "out_channels", 3))
     if inputs.shape[2] != model_in:
-        hint = " (dual-pixel models take the left and right views)" if model_in == 6 else ""
+        dual_pixel = model_in == DUAL_PIXEL_CHANNELS
+        hint = " (dual-pixel models take the left and right views)" if dual_pixel else ""
         raise EvaluationError(
             f"{sample.source}: the input has {inputs.shape[2]} channel(s) but the model "
             f"takes {model_in}{hint}; is this the model for the task?"

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from restormer.ensemble import check_ensemble, default_ensemble, ensemble_mean
 from restormer.local_attention import check_window, local_attention
-from restormer.model import RestormerConfig
+from restormer.model import DUAL_PIXEL_CHANNELS, RestormerConfig
 
 __all__ = [
     "InferenceError",
@@ -294,9 +294,9 @@ def _channel_plan(channels: int, model: nn.Module) -> _Channels:
     if channels == 1 and model_in == 3 and model_out == 3:
         return _Channels(model_in, replicate=True, out=1)
     hint = ""
-    if model_in == 6:
+    if model_in == DUAL_PIXEL_CHANNELS:
         hint = " (a dual-pixel model takes the left and right views stacked as 6 channels)"
-    elif channels == 6:
+    elif channels == DUAL_PIXEL_CHANNELS:
         hint = " (6-channel dual-pixel input needs a dual-pixel model)"
     raise InferenceError(
         f"the image has {channels} channel(s) but the model takes {model_in}{hint}"

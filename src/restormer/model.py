@@ -29,6 +29,7 @@ LayerNormType = Literal["WithBias", "BiasFree"]
 NUM_LEVELS = 4
 EPS = 1e-5  # LayerNorm's
 NORM_EPS = 1e-12  # F.normalize's, as MDTA uses it
+DUAL_PIXEL_CHANNELS = 6  # a dual-pixel model's input: the left and right views, stacked
 
 
 @dataclass(frozen=True)
