@@ -1,13 +1,15 @@
 """Ship the newest weights of a training run into the package when they restore better.
 
     python scripts/ship_model.py TASK [--experiments DIR] [--force] [--dry-run]
+    python scripts/ship_model.py TASK --cache-shipped-only
 
 Picks the run's latest weights or their moving average, whichever validates better on the
 run's validation set (one degradation per held-out photo), then judges that candidate
 against the model the package ships now on the held-out cases of ``benchmarks/quality.py``
 (every case of the task on every held-out photo, six draws each with seeds of their own;
 both models plain: no TLC, no ensemble; the shipped model's rows are kept in
-``experiments/TASK/shipped_rows.json`` until its weights or the scoring code change). It writes
+``experiments/TASK/shipped_rows.json`` until its weights or the scoring code change, and
+``--cache-shipped-only`` fills that file while the run still trains). It writes
 ``src/restormer/models/TASK.safetensors`` (or with ``--force``) when
 
 * the main cases (the degradations the task is for) improve on average, and
@@ -64,16 +66,31 @@ def main() -> None:
     parser.add_argument("--experiments", type=Path, default=ROOT / "experiments")
     parser.add_argument("--force", action="store_true", help="ship even if not better")
     parser.add_argument("--dry-run", action="store_true", help="judge, but write nothing")
+    parser.add_argument(
+        "--cache-shipped-only",
+        action="store_true",
+        help="only restore the shipped model's held-out cases now (the slow half of a judge, "
+        "which can run while the candidate still trains), then stop",
+    )
     args = parser.parse_args()
 
     experiment = ExperimentDir(args.experiments / args.task)
+    options_file = experiment.root / "options.yml"
+    if not options_file.is_file():
+        raise SystemExit(f"{options_file}: no such file (start the run first)")
+    options = load_options(options_file)
+    if options.val is None or options.val_dataset is None:
+        raise SystemExit(f"{options_file}: no validation set to judge by")
+    if args.cache_shipped_only:
+        if not shipped_path(args.task).is_file():
+            raise SystemExit(f"{args.task}: the package ships no model to cache")
+        shipped_rows(args.task, experiment, options)
+        print(f"shipped rows kept in {experiment.root / 'shipped_rows.json'}")
+        return
     state_path = newest_state(experiment)
     if state_path is None:
         raise SystemExit(f"{experiment.root}: no training state to ship")
     state = load_state(state_path)
-    options = load_options(experiment.root / "options.yml")
-    if options.val is None or options.val_dataset is None:
-        raise SystemExit(f"{experiment.root}/options.yml: no validation set to judge by")
     from restormer.data import build_validation_set
 
     images = build_validation_set(options.val_dataset)
@@ -112,13 +129,8 @@ def main() -> None:
         defaults = RestoreDefaults.from_metadata(read_checkpoint(target).metadata)
         RestoreDefaults().apply(shipped)  # validation restores with these: plain, as the candidate
         print(f"shipped model: {metric} {score(shipped):.4f}")
-        photos = quality.held_out_photos(ROOT / str(options.val_dataset["dataroot_gt"]))
+        rows_old, cache, photos = shipped_rows(args.task, experiment, options, shipped)
         rows_new = held_out_rows(args.task, model, photos)
-        cache = RowCache(experiment.root / "shipped_rows.json", photos)
-        rows_old = cache.get(target)
-        if rows_old is None:
-            rows_old = held_out_rows(args.task, shipped, photos)
-            cache.put(target, rows_old)
         judged = (cache, rows_new)
         better, verdict = judge(args.task, rows_new, rows_old)
         print(verdict)
@@ -153,6 +165,24 @@ def main() -> None:
     size = target.stat().st_size / 1e6
     stored_as = "float16" if use_half else "float32"
     print(f"shipped {target.relative_to(ROOT)} ({size:.1f} MB, {stored_as})")
+
+
+def shipped_rows(
+    task: str, experiment: ExperimentDir, options: Any, shipped: Restormer | None = None
+) -> tuple[list[dict[str, Any]], RowCache, list[tuple[str, Any]]]:
+    """The shipped model's held-out rows (restored plain, or from the cache), the cache and
+    the held-out photos. ``shipped``: the model already loaded, plain."""
+    target = shipped_path(task)
+    photos = quality.held_out_photos(ROOT / str(options.val_dataset["dataroot_gt"]))
+    cache = RowCache(experiment.root / "shipped_rows.json", photos)
+    rows = cache.get(target)
+    if rows is None:
+        if shipped is None:
+            shipped = load_model(target)
+            RestoreDefaults().apply(shipped)
+        rows = held_out_rows(task, shipped, photos)
+        cache.put(target, rows)
+    return rows, cache, photos
 
 
 def held_out_rows(

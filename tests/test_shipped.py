@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -386,6 +388,42 @@ def test_shipped_rows_are_kept_until_the_weights_or_the_photos_change(tmp_path: 
     (tmp_path / "shipped_rows.json").write_text("{not json")
     assert cache.get(model) is None
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_shipped_rows_are_restored_once_then_read_from_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ship = _script("ship_model")
+    model = tmp_path / "model.safetensors"
+    save_weights(tiny_model(seed=3).state_dict(), model, config=tiny_model(seed=3).config)
+    photos = [("a.png", np.zeros((4, 4, 3), np.float32))]
+    restored: list[str] = []
+
+    def rows(task: str, shipped: Restormer, held_out: list) -> list[dict]:
+        restored.append(task)
+        return [{"case": "rain", "input": 30.0, "ours": 35.0, "pass": True}]
+
+    monkeypatch.setattr(ship, "held_out_rows", rows)
+    monkeypatch.setattr(ship, "shipped_path", lambda task: model)
+    monkeypatch.setattr(ship.quality, "held_out_photos", lambda folder: photos)
+    experiment = ship.ExperimentDir(tmp_path / "run")
+    experiment.root.mkdir()
+    options = type("Options", (), {"val_dataset": {"dataroot_gt": "val"}})()
+    first, _, _ = ship.shipped_rows("deraining", experiment, options)
+    again, _, _ = ship.shipped_rows("deraining", experiment, options)
+    assert first == again and restored == ["deraining"]
+    assert (experiment.root / "shipped_rows.json").is_file()
+
+
+def test_caching_shipped_rows_needs_a_started_run(tmp_path: Path) -> None:
+    script = ROOT / "scripts" / "ship_model.py"
+    args = [sys.executable, str(script), "deraining", "--cache-shipped-only"]
+    done = subprocess.run(
+        [*args, "--experiments", str(tmp_path)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().endswith("no such file (start the run first)")
+    assert "Traceback" not in done.stderr
 
 
 def test_a_cycle_can_train_at_a_later_progressive_stage(
