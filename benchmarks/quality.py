@@ -47,11 +47,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from restormer import degradations, load_model, restore
-from restormer.io import read_image, to_float
+from restormer.io import read_image, to_float, to_gray
 from restormer.metrics import calculate_psnr
 from restormer.restore_defaults import RestoreDefaults
 from restormer.tasks import TASKS
@@ -184,10 +183,6 @@ def held_out_photos(folder: Path) -> list[tuple[str, np.ndarray]]:
     return photos
 
 
-def _gray(image: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None]
-
-
 class Bm3d:
     """CBM3D / BM3D told the true sigma, cached on disk by photo, seed and sigma."""
 
@@ -231,7 +226,7 @@ def evaluate_task(
     for c, case in enumerate(cases(task)):
         inputs, ours, baseline = [], [], []
         for p, (name, photo) in enumerate(photos):
-            clean = _gray(photo) if gray else photo
+            clean = to_gray(photo) if gray else photo
             digest = hashlib.sha1(clean.tobytes()).hexdigest()[:12]
             for draw in range(draws):
                 rng = np.random.default_rng(_draw_seed(seed, c, p, draw))
@@ -262,7 +257,7 @@ def evaluate_task(
     if not clean_photo:
         return {"cases": rows}
     clean = [
-        _psnr(_restore_clean(task, photo, model, options), _gray(photo) if gray else photo, False)
+        _psnr(_restore_clean(task, photo, model, options), to_gray(photo) if gray else photo, False)
         for _, photo in photos
     ]
     rows.append(
@@ -296,7 +291,7 @@ def _standard_error(margins: np.ndarray) -> float | None:
 
 def _restore_clean(task: str, photo: np.ndarray, model: Any, options: dict[str, Any]):
     """A clean photo through the model (dual-pixel: two identical, in-focus views)."""
-    clean = _gray(photo) if task == "gaussian-gray-denoising" else photo
+    clean = to_gray(photo) if task == "gaussian-gray-denoising" else photo
     return restore(degradations.undegraded(task, clean), model, **options)
 
 

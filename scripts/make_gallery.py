@@ -16,11 +16,10 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from restormer import degradations, load_model, restore
-from restormer.io import read_image, to_float, write_image
+from restormer.io import read_image, to_float, to_gray, write_image
 from restormer.metrics import calculate_psnr
 from restormer.shipped import shipped_models
 from restormer.tasks import TASKS
@@ -73,7 +72,7 @@ def main() -> None:
             continue
         photo = to_float(read_image(photos[PHOTO_FOR[task] % len(photos)]).pixels)
         photo = photo[..., :3].astype(np.float32)
-        clean = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)[..., None] if "gray" in task else photo
+        clean = to_gray(photo) if "gray" in task else photo
         rng = np.random.default_rng([args.seed, list(TASKS).index(task)])
         degraded = _degrade(task, clean, rng)
         restored = restore(degraded, load_model(task))

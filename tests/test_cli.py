@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from restormer.cli import app
 from restormer.inference import restore
+from restormer.io import to_float, to_gray
 from restormer.weights import load_model
 
 runner = CliRunner()
@@ -88,14 +89,20 @@ def test_folders_formats_and_bit_depths(tmp_path: Path, models: dict[str, Path])
     assert code == 0 and (tmp_path / "jpg" / "a.jpg").exists()
 
 
-def test_gray_model_and_channel_mismatch(tmp_path: Path, models: dict[str, Path]) -> None:
+def test_gray_model_restores_a_colour_photo_as_its_luma(
+    tmp_path: Path, models: dict[str, Path]
+) -> None:
+    colour = _photo()
     gray = _save(tmp_path / "g.png", _photo(c=1))
-    rgb = _save(tmp_path / "rgb.png", _photo())
+    rgb = _save(tmp_path / "rgb.png", colour)
     code, text = _run("restore", gray, rgb, "-o", tmp_path / "out", "-w", models["gray"])
-    assert code != 0
-    assert (tmp_path / "out" / "g.png").exists()  # the good image is restored
-    assert not (tmp_path / "out" / "rgb.png").exists()
-    assert "rgb.png" in text and "channel" in text
+    assert code == 0, text
+    assert "rgb.png: colour photo, grayscale model" in text
+    written = Image.open(tmp_path / "out" / "rgb.png")
+    assert written.mode == "L" and "icc_profile" not in written.info
+    expected = restore(to_float(to_gray(colour)), load_model(models["gray"]))
+    assert np.abs(np.asarray(written).astype(int) - np.round(expected[..., 0] * 255)).max() <= 1
+    assert (tmp_path / "out" / "g.png").exists()
 
 
 def test_tiled_restore_uses_the_tiles_asked_for(tmp_path: Path, models: dict[str, Path]) -> None:

@@ -147,6 +147,20 @@ class ImageData:
         return 16 if self.pixels.dtype == np.uint16 else 8
 
 
+def to_gray(pixels: np.ndarray) -> np.ndarray:
+    """H x W x 3 RGB -> H x W x 1 luma ``0.299 R + 0.587 G + 0.114 B`` (OpenCV's ``RGB2GRAY``,
+    rounded for integer samples), same dtype: how the gray models' training data is made."""
+    if pixels.ndim != 3 or pixels.shape[2] != 3:
+        raise ValueError(f"to_gray expects H x W x 3 pixels, not shape {pixels.shape}")
+    return cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2GRAY)[..., None]
+
+
+def as_gray(image: ImageData) -> ImageData:
+    """The colour ``image`` as one luma channel, alpha kept; its ICC profile (a colour
+    profile, which a gray file cannot carry) is dropped."""
+    return ImageData(to_gray(image.pixels), image.alpha, None, image.format)
+
+
 # --------------------------------------------------------------------------------------------
 # float conversion
 

@@ -39,14 +39,21 @@ from pathlib import Path
 from types import ModuleType
 from typing import Annotated, Any
 
-import cv2
 import numpy as np
 import typer
 from rich.markup import escape
 
 from restormer.cli.common import UserError, app, err, fail, out, prepare_output_dir, progress_bar
 from restormer.files import write_atomically
-from restormer.io import ImageFileError, from_float, list_images, read_image, to_float, write_image
+from restormer.io import (
+    ImageFileError,
+    from_float,
+    list_images,
+    read_image,
+    to_float,
+    to_gray,
+    write_image,
+)
 from restormer.tasks import TASKS
 
 __all__ = ["LAYOUTS", "METADATA_FILE", "Layout", "degrade"]
@@ -274,7 +281,7 @@ def _clean_pixels(pixels: np.ndarray, *, gray: bool, bit_depth: int) -> np.ndarr
     elif bit_depth == 16 and pixels.dtype == np.uint8:
         pixels = pixels.astype(np.uint16) * np.uint16(257)
     if gray and pixels.shape[2] == 3:
-        return cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2GRAY)[..., None]
+        return to_gray(pixels)
     if not gray and pixels.shape[2] == 1:
         return np.repeat(pixels, 3, axis=2)
     return np.ascontiguousarray(pixels)

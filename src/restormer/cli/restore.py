@@ -35,6 +35,7 @@ from restormer.io import (
     DEFAULT_MAX_PIXELS,
     ImageData,
     ImageFileError,
+    as_gray,
     list_images,
     read_image,
     write_image,
@@ -254,6 +255,11 @@ def _restore_one(
         image = _read_job(job, max_pixels)
     except ImageFileError as e:
         raise UserError(str(e)) from e
+    if image.pixels.shape[2] == 3 and int(model.inp_channels) == 1:
+        image = as_gray(image)
+        progress.console.print(
+            f"note: {job.name}: colour photo, grayscale model: restoring its luma, written as gray"
+        )
     pixels = image.pixels
     h, w = pixels.shape[:2]
     try:

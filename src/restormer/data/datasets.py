@@ -47,7 +47,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import cv2
 import numpy as np
 
 from restormer.data.augment import Window, crop, dihedral, draw_window
@@ -55,7 +54,7 @@ from restormer.data.cache import DecodeCache, DecodedImage
 from restormer.data.folders import pair_by_name, scan_images
 from restormer.data.noise import add_training_noise, draw_sigma, validation_noise
 from restormer.data.options import DatasetOptionError, DatasetOptions, parse_dataset_options
-from restormer.io import ImageFileError, to_float
+from restormer.io import ImageFileError, to_float, to_gray
 
 __all__ = [
     "SyntheticTrainingSet",
@@ -424,7 +423,7 @@ def _channels(pixels: np.ndarray, *, gray: bool) -> np.ndarray:
     """H x W x {1,3} -> H x W x 1 (gray) or H x W x 3 (RGB), same dtype."""
     channels = pixels.shape[2]
     if gray and channels == 3:
-        return cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2GRAY)[..., None]
+        return to_gray(pixels)
     if not gray and channels == 1:
         return np.repeat(pixels, 3, axis=2)
     return pixels

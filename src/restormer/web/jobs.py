@@ -35,7 +35,14 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from restormer.inference import InferenceError, restore_into
-from restormer.io import DEFAULT_MAX_PIXELS, ImageData, ImageFileError, read_image, write_image
+from restormer.io import (
+    DEFAULT_MAX_PIXELS,
+    ImageData,
+    ImageFileError,
+    as_gray,
+    read_image,
+    write_image,
+)
 from restormer.shipped import shipped_path
 from restormer.tasks import TASKS
 from restormer.weights import WeightsError, load_model
@@ -132,7 +139,6 @@ class ModelEntry:
     description: str
     path: Path | None  # None: a task without a shipped model in this install
     dual_pixel: bool = False
-    in_channels: int = 3
     model: Any = None  # the loaded torch module, once loaded
 
     @property
@@ -171,7 +177,6 @@ class ModelCatalog:
                 description=description,
                 path=path if path.is_file() else None,
                 dual_pixel=task == "dual-pixel-defocus-deblurring",
-                in_channels=6 if task == "dual-pixel-defocus-deblurring" else 3,
             )
         for name, path in weights.items():
             model = load_model(path, device=device)  # WeightsError: the caller reports it
@@ -183,7 +188,6 @@ class ModelCatalog:
                 f"{', dual-pixel' if model.dual_pixel_task else ''})",
                 path=Path(path),
                 dual_pixel=bool(model.dual_pixel_task),
-                in_channels=int(model.inp_channels),
                 model=model,
             )
 
@@ -582,6 +586,8 @@ class JobManager:
         check()
         job.phase = "decoding"
         image = _decode(job.uploads, job.names, self.settings.max_pixels)
+        if image.pixels.shape[2] == 3 and int(model.inp_channels) == 1:
+            image = as_gray(image)  # a gray model restores a colour photo's luma, as the CLI
         pixels = image.pixels
         job.height, job.width = pixels.shape[:2]
         job.bit_depth = image.bit_depth
