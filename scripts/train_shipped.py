@@ -15,7 +15,8 @@ since the last checkpoint, never the model:
    ``experiments/TASK/lineage.json`` so that ``scripts/ship_model.py`` reports the totals of
    the whole lineage. When the option file's model is the shipped one with more blocks per
    level (same widths), the shipped model is grown to it first (:mod:`restormer.train.deepen`:
-   the added blocks start as identities), so the deeper model starts where the shipped one is.
+   the added blocks start as identities), so the deeper model starts where the shipped one is;
+   likewise when it is the shipped one with twice the ``dim`` (:mod:`restormer.train.widen`).
 3. Otherwise, with ``--from OTHER_TASK`` (a shipped model of the same widths and depths):
    warm-start from that task's shipped model (its lineage recorded likewise), its first and
    last convolutions adapted to this task's channels (:func:`adapt_channels`); a dual-pixel
@@ -23,7 +24,7 @@ since the last checkpoint, never the model:
    it starts as that model on the mean of its two views. ``--restart-from OTHER_TASK`` does
    the same even where the package ships a model for TASK: a new lineage, which
    ``scripts/ship_model.py`` ships only if it restores better than the shipped model.
-4. Otherwise: from scratch. So a wider model in the option file starts afresh (its
+4. Otherwise: from scratch. So a model of another width in the option file starts afresh (its
    ``experiments/TASK`` must not hold the old model's states), and ``scripts/ship_model.py``
    replaces the shipped one only if it restores better.
 
@@ -63,6 +64,7 @@ from restormer.shipped import TRAINING_METADATA_KEY, shipped_path
 from restormer.tasks import TASKS
 from restormer.train.checkpoint import ExperimentDir, newest_state
 from restormer.train.deepen import deepen_state_dict, depth_change
+from restormer.train.widen import widen_state_dict, width_change
 from restormer.weights import (
     CONFIG_METADATA_KEY,
     native_bfloat16,
@@ -383,9 +385,9 @@ def _warm_start(task: str, source: str | None, experiment: ExperimentDir) -> Pat
             lineage = _start_lineage(experiment, checkpoint)
             print(f"warm start from the shipped {task} model ({lineage})", flush=True)
             return own
-        deeper = _deepened(checkpoint, network, experiment)
-        if deeper is not None:
-            return deeper
+        grown = _grown(checkpoint, network, experiment)
+        if grown is not None:
+            return grown
         print(f"not warm-started from the shipped {task} model: the option file has {change}")
     if source is None:
         return None
@@ -407,24 +409,32 @@ def _config(checkpoint: Any) -> dict[str, Any]:
     return json.loads(checkpoint.metadata.get(CONFIG_METADATA_KEY, "{}"))
 
 
-def _deepened(checkpoint: Any, network: dict, experiment: ExperimentDir) -> Path | None:
+def _grown(checkpoint: Any, network: dict, experiment: ExperimentDir) -> Path | None:
     """The shipped model (``checkpoint``) grown to the recipe's depth
-    (:mod:`restormer.train.deepen`), saved in the run's folder as its warm start; None unless
-    the recipe is that model with more blocks."""
+    (:mod:`restormer.train.deepen`: added blocks start as identities) or width
+    (:mod:`restormer.train.widen`: twice the ``dim``, every channel copied), saved in the run's
+    folder as its warm start; None unless the recipe is that model deeper or wider."""
     config = _config(checkpoint)
+    state = {k: v.float() for k, v in checkpoint.state_dict.items()}
+    torch.manual_seed(0)  # the added blocks' or channels' fresh weights, the splits
     try:
-        change = depth_change(config, network)
+        change, label = depth_change(config, network), "deepened"
+        if change is not None:
+            state = deepen_state_dict(state, config, network)
     except ValueError:
+        try:
+            change, label = width_change(config, network), "widened"
+        except ValueError:
+            return None
+        if change is not None:
+            state = widen_state_dict(state, config, network, torch.Generator().manual_seed(0))
+    if change is None:
         return None
-    torch.manual_seed(0)  # the added blocks' fresh weights
-    state = deepen_state_dict(
-        {k: v.float() for k, v in checkpoint.state_dict.items()}, config, network
-    )
-    _start_lineage(experiment, checkpoint, deepened=change)
-    target = experiment.root / "warm_start_deepened.safetensors"
+    _start_lineage(experiment, checkpoint, **{label: change})
+    target = experiment.root / f"warm_start_{label}.safetensors"
     save_weights(state, target, overwrite=True)
-    print(f"warm start from the shipped model, deepened ({change}): it computes what that "
-          "model computes until the added blocks learn", flush=True)  # fmt: skip
+    print(f"warm start from the shipped model, {label} ({change}): it computes what that "
+          "model computes until the new weights learn", flush=True)  # fmt: skip
     return target
 
 

@@ -281,9 +281,13 @@ def test_a_wider_model_in_the_option_file_trains_from_scratch(
         module.main()
 
 
-def test_a_deeper_model_in_the_option_file_starts_as_the_shipped_one(tmp_path: Path) -> None:
-    """A recipe that only adds blocks warm-starts from the shipped model grown to its depth:
-    the saved warm start computes what the shipped model computes, and the lineage says so."""
+@pytest.mark.parametrize("growth", ["deepened", "widened"])
+def test_a_deeper_or_wider_model_in_the_option_file_starts_as_the_shipped_one(
+    tmp_path: Path, growth: str
+) -> None:
+    """A recipe that only adds blocks, or doubles the width, warm-starts from the shipped model
+    grown to it: the saved warm start computes what the shipped model computes, and the
+    lineage says so."""
     from restormer.train.checkpoint import ExperimentDir
 
     module = _script("train_shipped")
@@ -293,19 +297,25 @@ def test_a_deeper_model_in_the_option_file_starts_as_the_shipped_one(tmp_path: P
                         metadata={TRAINING_METADATA_KEY: record})  # fmt: skip
     shipped = read_checkpoint(path)
     network = model.config.to_dict()
-    deeper = {**network, "num_blocks": [b + 1 for b in network["num_blocks"]]}
     experiment = ExperimentDir(tmp_path / "run")
-    assert module._deepened(shipped, {**network, "dim": 2 * network["dim"]}, experiment) is None
-    warm = module._deepened(shipped, deeper, experiment)
+    assert module._grown(shipped, {**network, "dim": 3 * network["dim"]}, experiment) is None
+    assert module._grown(shipped, network, experiment) is None
+    if growth == "deepened":
+        recipe = {**network, "num_blocks": [b + 1 for b in network["num_blocks"]]}
+        expected = f"num_blocks {network['num_blocks']} -> "
+    else:
+        recipe = {**network, "dim": 2 * network["dim"]}
+        expected = f"dim {network['dim']} -> {2 * network['dim']}"
+    warm = module._grown(shipped, recipe, experiment)
     assert warm is not None and warm.parent == experiment.root
-    grown = Restormer(**deeper).eval()
+    grown = Restormer(**recipe).eval()
     grown.load_state_dict(read_checkpoint(warm).state_dict)
     x = torch.rand(1, 3, 16, 24)
     with torch.no_grad():
-        torch.testing.assert_close(grown(x), model.eval()(x), rtol=0, atol=1e-6)
+        torch.testing.assert_close(grown(x), model.eval()(x), rtol=1e-5, atol=1e-5)
     lineage = json.loads((experiment.root / "lineage.json").read_text())
     assert lineage["iterations"] == 900 and lineage["hours"] == 1.5
-    assert lineage["deepened"].startswith(f"num_blocks {network['num_blocks']} -> ")
+    assert lineage[growth].startswith(expected)
 
 
 def test_shipped_files_are_valid_and_small() -> None:
