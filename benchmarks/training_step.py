@@ -2,6 +2,7 @@
 eager and with each optimisation added in turn.
 
     python benchmarks/training_step.py [--options configs/shipped/TASK.yml] [--blocks N N N N]
+                                       [--dim D]
                                        [--batch 16] [--size 64] [--runs 5] [--threads 1]
                                        [--precision fp32|bf16] [--name NAME]
 
@@ -132,6 +133,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     network = load_options(args.options).network.to_dict()
     if args.blocks is not None:
         network["num_blocks"] = args.blocks
+    if args.dim is not None:
+        network["dim"] = args.dim
     torch.manual_seed(0)
     first = Restormer(**network)
     models = [first] + [Restormer(**network) for _ in RUNGS[1:]]
@@ -220,6 +223,12 @@ def parse_args() -> argparse.Namespace:
         metavar="N",
         help="blocks per level instead of the option file's (e.g. 2 3 6 8: a deeper model)",
     )
+    parser.add_argument(
+        "--dim",
+        type=int,
+        default=None,
+        help="width instead of the option file's (e.g. 32: the shipped model widened)",
+    )
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--runs", type=int, default=5)
@@ -227,8 +236,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--name", default="", help="suffix of the JSON file's name")
     args = parser.parse_args()
-    if min(args.batch, args.size, args.runs, args.threads, *(args.blocks or [1])) < 1:
-        parser.error("--batch, --size, --runs, --threads and --blocks must be >= 1")
+    if (
+        min(args.batch, args.size, args.runs, args.threads, args.dim or 1, *(args.blocks or [1]))
+        < 1
+    ):
+        parser.error("--batch, --size, --runs, --threads, --dim and --blocks must be >= 1")
     if not args.options.is_file():
         parser.error(f"--options {args.options}: no such file")
     return args
