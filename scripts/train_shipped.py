@@ -415,27 +415,35 @@ def _grown(checkpoint: Any, network: dict, experiment: ExperimentDir) -> Path | 
     (:mod:`restormer.train.widen`: twice the ``dim``, every channel copied), saved in the run's
     folder as its warm start; None unless the recipe is that model deeper or wider."""
     config = _config(checkpoint)
-    state = {k: v.float() for k, v in checkpoint.state_dict.items()}
-    torch.manual_seed(0)  # the added blocks' or channels' fresh weights, the splits
-    try:
-        change, label = depth_change(config, network), "deepened"
-        if change is not None:
-            state = deepen_state_dict(state, config, network)
-    except ValueError:
-        try:
-            change, label = width_change(config, network), "widened"
-        except ValueError:
-            return None
-        if change is not None:
-            state = widen_state_dict(state, config, network, torch.Generator().manual_seed(0))
-    if change is None:
+    growth = _growth(config, network)
+    if growth is None:
         return None
+    label, change = growth
+    state = {k: v.float() for k, v in checkpoint.state_dict.items()}
+    torch.manual_seed(0)  # the added blocks' or channels' fresh weights
+    if label == "deepened":
+        state = deepen_state_dict(state, config, network)
+    else:
+        state = widen_state_dict(state, config, network, torch.Generator().manual_seed(0))
     _start_lineage(experiment, checkpoint, **{label: change})
     target = experiment.root / f"warm_start_{label}.safetensors"
     save_weights(state, target, overwrite=True)
     print(f"warm start from the shipped model, {label} ({change}): it computes what that "
           "model computes until the new weights learn", flush=True)  # fmt: skip
     return target
+
+
+def _growth(config: dict, network: dict) -> tuple[str, str] | None:
+    """("deepened" or "widened", what changed) if ``network`` is ``config`` with more blocks or
+    twice the width; None if it is the same model or differs otherwise."""
+    for label, describe in (("deepened", depth_change), ("widened", width_change)):
+        try:
+            change = describe(config, network)
+        except ValueError:  # differs in more than this
+            continue
+        if change is not None:
+            return label, change
+    return None
 
 
 def _warm_start_from(
