@@ -8,35 +8,16 @@ import torch
 from restormer.model import Restormer
 from restormer.train.deepen import deepen_state_dict, depth_change
 
-SMALL = dict(
-    inp_channels=3,
-    out_channels=3,
-    dim=8,
-    num_blocks=[1, 1, 1, 2],
-    num_refinement_blocks=1,
-    heads=[1, 2, 4, 8],
-    ffn_expansion_factor=2.66,
-    bias=False,
-    LayerNorm_type="BiasFree",
-    dual_pixel_task=False,
-)
+from .train_fixtures import SMALL_NETWORK, random_model
+
+SMALL = SMALL_NETWORK
 DEEP = {**SMALL, "num_blocks": [1, 2, 3, 4], "num_refinement_blocks": 2}
-
-
-def _trained(config: dict, seed: int = 0) -> Restormer:
-    """A model with every weight random (zero projections would hide a wrong mapping)."""
-    torch.manual_seed(seed)
-    model = Restormer(**config)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.2)
-    return model.eval()
 
 
 @pytest.mark.parametrize("bias", [False, True])
 def test_deeper_model_computes_what_the_trained_one_did(bias: bool) -> None:
     small, deep = {**SMALL, "bias": bias}, {**DEEP, "bias": bias}
-    model = _trained(small)
+    model = random_model(small)
     grown = Restormer(**deep).eval()
     grown.load_state_dict(deepen_state_dict(model.state_dict(), small, deep))
     x = torch.rand(2, 3, 24, 32)
@@ -47,7 +28,7 @@ def test_deeper_model_computes_what_the_trained_one_did(bias: bool) -> None:
 
 def test_added_blocks_learn() -> None:
     """Zero output projections get gradients, so the identity blocks start training."""
-    model = _trained(SMALL)
+    model = random_model(SMALL)
     grown = Restormer(**DEEP)
     grown.load_state_dict(deepen_state_dict(model.state_dict(), SMALL, DEEP))
     loss = (grown(torch.rand(1, 3, 16, 16)) - torch.rand(1, 3, 16, 16)).abs().mean()
@@ -69,4 +50,4 @@ def test_depth_change_says_what_grew_and_refuses_other_changes() -> None:
     ):
         depth_change(DEEP, SMALL)
     with pytest.raises(ValueError, match="not deeper"):
-        deepen_state_dict(_trained(DEEP).state_dict(), DEEP, SMALL)
+        deepen_state_dict(random_model(DEEP).state_dict(), DEEP, SMALL)

@@ -8,28 +8,9 @@ import torch
 from restormer.model import Restormer
 from restormer.train.widen import widen_state_dict, width_change
 
-SMALL = dict(
-    inp_channels=3,
-    out_channels=3,
-    dim=8,
-    num_blocks=[1, 1, 1, 2],
-    num_refinement_blocks=1,
-    heads=[1, 2, 4, 8],
-    ffn_expansion_factor=2.66,
-    bias=False,
-    LayerNorm_type="BiasFree",
-    dual_pixel_task=False,
-)
+from .train_fixtures import SMALL_NETWORK, random_model
 
-
-def _trained(config: dict, seed: int = 0) -> Restormer:
-    """A model with every weight random, so that a wrong channel map shows."""
-    torch.manual_seed(seed)
-    model = Restormer(**config)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.2)
-    return model.eval()
+SMALL = SMALL_NETWORK
 
 
 def _wide(config: dict) -> dict:
@@ -47,7 +28,7 @@ def _wide(config: dict) -> dict:
 )
 def test_wider_model_computes_what_the_trained_one_did(variant: dict) -> None:
     small = {**SMALL, **variant}
-    model = _trained(small)
+    model = random_model(small)
     wide = Restormer(**_wide(small)).eval()
     wide.load_state_dict(widen_state_dict(model.state_dict(), small, _wide(small)))
     x = torch.rand(2, small["inp_channels"], 24, 32)
@@ -61,7 +42,7 @@ def test_wider_model_computes_what_the_trained_one_did(variant: dict) -> None:
 
 def test_copies_learn_apart() -> None:
     """The split weights give the two copies of a channel different gradients."""
-    model = _trained(SMALL)
+    model = random_model(SMALL)
     wide = Restormer(**_wide(SMALL))
     wide.load_state_dict(widen_state_dict(model.state_dict(), SMALL, _wide(SMALL)))
     loss = (wide(torch.rand(1, 3, 16, 16)) - torch.rand(1, 3, 16, 16)).abs().mean()
@@ -72,7 +53,7 @@ def test_copies_learn_apart() -> None:
 
 
 def test_splits_follow_the_generator() -> None:
-    state = _trained(SMALL).state_dict()
+    state = random_model(SMALL).state_dict()
     widened = []
     for seed in (1, 1, 2):
         torch.manual_seed(0)  # the spare channels' fresh weights
@@ -90,4 +71,4 @@ def test_width_change_says_what_grew_and_refuses_other_changes() -> None:
     with pytest.raises(ValueError, match="heads differ"):
         width_change(SMALL, {**_wide(SMALL), "heads": [2, 4, 8, 16]})
     with pytest.raises(ValueError, match="same width"):
-        widen_state_dict(_trained(SMALL).state_dict(), SMALL, SMALL)
+        widen_state_dict(random_model(SMALL).state_dict(), SMALL, SMALL)

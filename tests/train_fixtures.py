@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from restormer.io import write_image
+from restormer.model import Restormer
 
 # An official-format option file (as in Denoising/Options/*.yml), shrunk to a tiny model.
 OPTIONS = """\
@@ -141,3 +143,29 @@ def write_options(tmp: Path, name: str = "tiny", **fields: str) -> Path:
     path = tmp / f"{name}.yml"
     path.write_text(text)
     return path
+
+
+SMALL_NETWORK = dict(
+    inp_channels=3,
+    out_channels=3,
+    dim=8,
+    num_blocks=[1, 1, 1, 2],
+    num_refinement_blocks=1,
+    heads=[1, 2, 4, 8],
+    ffn_expansion_factor=2.66,
+    bias=False,
+    LayerNorm_type="BiasFree",
+    dual_pixel_task=False,
+)
+"""A small Restormer configuration for tests that grow a model (deepen, widen)."""
+
+
+def random_model(config: dict, seed: int = 0) -> Restormer:
+    """A model with every weight random, so that a wrong weight mapping shows (zero
+    projections would hide one)."""
+    torch.manual_seed(seed)
+    model = Restormer(**config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.2)
+    return model.eval()
