@@ -17,6 +17,9 @@ than "improved", so that training sees the official distribution of patches.
 One difference remains: the official loop uses the same window offsets for every image of a
 batch, this pipeline draws them per image (each sample must depend on its own random stream
 only, see :mod:`restormer.data.sampling`). Each sample's distribution is unchanged.
+
+:func:`draw_detailed_window` is ours: it draws several such windows and keeps the one with the
+most :func:`detail`, for training photos whose random crops are mostly flat.
 """
 
 from __future__ import annotations
@@ -25,7 +28,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["NUM_MODES", "Window", "crop", "dihedral", "draw_window", "source_origin"]
+__all__ = [
+    "NUM_MODES",
+    "Window",
+    "crop",
+    "detail",
+    "dihedral",
+    "draw_detailed_window",
+    "draw_window",
+    "source_origin",
+]
 
 NUM_MODES = 8
 """Flips/rotations: mode = 2 * k + flip -> ``rot90`` k times (counter-clockwise), then ``flipud``
@@ -96,6 +108,41 @@ def draw_window(
     mode = int(rng.integers(0, NUM_MODES)) if augment else 0
     row, col = source_origin(mode, size, top, left, patch)
     return Window(loader_top + row, loader_left + col, patch, mode)
+
+
+def draw_detailed_window(
+    rng: np.random.Generator,
+    image: np.ndarray,
+    patch: int,
+    loader_size: int | None,
+    augment: bool,
+    candidates: int,
+) -> Window:
+    """The most detailed of ``candidates`` windows drawn by :func:`draw_window` from the
+    H x W (x C) ``image``, scored by :func:`detail` (flips and rotations do not change it).
+
+    With one candidate this is :func:`draw_window`, random numbers included. With k, a patch
+    is as detailed as the best of k plain ones: the flattest content is drawn less often,
+    never excluded. Draw order: each candidate's window as :func:`draw_window` draws it.
+    """
+    height, width = image.shape[:2]
+    windows = [
+        draw_window(rng, height, width, patch, loader_size, augment) for _ in range(candidates)
+    ]
+    if candidates == 1:
+        return windows[0]
+    scores = [detail(crop(image, w.top, w.left, w.size)) for w in windows]
+    return windows[int(np.argmax(scores))]
+
+
+def detail(pixels: np.ndarray) -> float:
+    """How much there is to restore in an H x W (x C) crop: the mean absolute difference
+    between vertically and between horizontally neighbouring values (0 for a flat crop), in
+    the pixels' own units."""
+    values = np.asarray(pixels, dtype=np.float32)
+    vertical = np.abs(np.diff(values, axis=0)).mean() if values.shape[0] > 1 else 0.0
+    horizontal = np.abs(np.diff(values, axis=1)).mean() if values.shape[1] > 1 else 0.0
+    return float(vertical + horizontal)
 
 
 def crop(image: np.ndarray, top: int, left: int, size: int) -> np.ndarray:

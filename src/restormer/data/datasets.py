@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from restormer.data.augment import Window, crop, dihedral, draw_window
+from restormer.data.augment import Window, crop, dihedral, draw_detailed_window
 from restormer.data.cache import DecodeCache, DecodedImage
 from restormer.data.folders import pair_by_name, scan_images
 from restormer.data.noise import add_training_noise, draw_sigma, validation_noise
@@ -136,22 +136,36 @@ class TrainingSet(_Dataset):
         progressive loop place it (:func:`restormer.data.augment.draw_window`); with
         ``geometric_augs`` one of the 8 flips/rotations, the same for input and target.
         Images smaller than the window are mirrored at the bottom/right, as the official
-        ``padding`` does. Gaussian denoising: the input is the target plus noise (not
-        clipped; may leave [0, 1]). Randomness is drawn from ``rng`` only, in the order:
-        window, flip/rotation, noise level, noise.
+        ``padding`` does. With ``detail_candidates`` k > 1 the window is the most detailed of
+        k such windows (:func:`restormer.data.augment.draw_detailed_window`). Gaussian
+        denoising: the input is the target plus noise (not clipped; may leave [0, 1]).
+        Randomness is drawn from ``rng`` only, in the order: window(s) with their
+        flip/rotation, noise level, noise.
         """
         if isinstance(patch, bool) or not isinstance(patch, (int, np.integer)) or patch < 1:
             raise ValueError(f"patch must be a positive integer, not {patch!r}")
         item = self._items[index]
-        height, width = item.target.height, item.target.width
-        augment = self.options.geometric_augs
-        window = draw_window(rng, height, width, int(patch), self.loader_size, augment)
+        window = self._window(item, rng, int(patch), self.loader_size)
         target = self._cut(item.target, window)
         if self.options.sigma is not None:
             sigma = draw_sigma(self.options.sigma, rng)
             return add_training_noise(target, sigma, rng), target
         views = [self._cut(view, window) for view in item.inputs]
         return (views[0] if len(views) == 1 else np.concatenate(views, axis=0)), target
+
+    def _window(
+        self, item: _Item, rng: np.random.Generator, size: int, loader: int | None
+    ) -> Window:
+        """Where the sample of ``item`` is cut (``detail_candidates`` windows, the most
+        detailed target kept)."""
+        return draw_detailed_window(
+            rng,
+            item.target.pixels(),
+            size,
+            loader,
+            self.options.geometric_augs,
+            self.options.detail_candidates,
+        )
 
     def _cut(self, image: DecodedImage, window: Window) -> np.ndarray:
         """The window's pixels of ``image``, flipped/rotated, as float32 C x P x P."""
@@ -233,8 +247,9 @@ class SyntheticTrainingSet(TrainingSet):
         it; images smaller than the window are mirrored at the bottom/right), the clean
         crop is flipped/rotated (``geometric_augs``), degraded with ``rng`` and trimmed by
         ``margin`` on each side. So the patch is exactly the centre of a degraded larger
-        crop, and what a blur reads beyond the patch is real image, not padding. Randomness
-        comes from ``rng`` only, in the order: window, flip/rotation, (with a
+        crop, and what a blur reads beyond the patch is real image, not padding.
+        ``detail_candidates`` chooses among windows as for :class:`TrainingSet`. Randomness
+        comes from ``rng`` only, in the order: window(s) with their flip/rotation, (with a
         ``clean_fraction``: whether to degrade,) degradation parameters, degradation.
         Gaussian tasks give unclipped inputs.
         """
@@ -243,14 +258,7 @@ class SyntheticTrainingSet(TrainingSet):
         patch, margin = int(patch), self.margin
         item = self._items[index]
         loader = self.loader_size + 2 * margin if self.loader_size else None
-        window = draw_window(
-            rng,
-            item.target.height,
-            item.target.width,
-            patch + 2 * margin,
-            loader,
-            self.options.geometric_augs,
-        )
+        window = self._window(item, rng, patch + 2 * margin, loader)
         clean = self._float_hwc(
             crop(item.target.pixels(), window.top, window.left, window.size), window.mode
         )

@@ -21,6 +21,11 @@ degradation of each validation image; training samples draw theirs from ``manual
 undegraded (:func:`restormer.degradations.undegraded`), so the model learns to leave clean
 content alone. ``sampler_options`` (training only) reshape the draw of degradation parameters
 (:func:`restormer.degradations.sample`), e.g. ``{size_distribution: log-uniform}`` for motion.
+
+``detail_candidates`` (training only, any type, default 1) is ours too: each sample draws that
+many windows and keeps the one whose target has the most detail, so that photos which are mostly
+sky, bokeh or walls spend fewer steps on patches with nothing to restore (see
+:meth:`restormer.data.datasets.TrainingSet.sample`).
 """
 
 from __future__ import annotations
@@ -82,7 +87,15 @@ _IGNORED = frozenset(
 # Keys each type understands (besides "type" and the ignored ones). The Gaussian options carry
 # ``dataroot_lq: none`` and ``filename_tmpl`` although the official class never reads them.
 _COMMON_KEYS = frozenset(
-    {"dataroot_gt", "filename_tmpl", "geometric_augs", "gt_size", "scale", "io_backend"}
+    {
+        "dataroot_gt",
+        "filename_tmpl",
+        "geometric_augs",
+        "gt_size",
+        "scale",
+        "io_backend",
+        "detail_candidates",
+    }
 )
 _KEYS: dict[Kind, frozenset[str]] = {
     "paired": _COMMON_KEYS | {"dataroot_lq"},
@@ -143,6 +156,8 @@ class DatasetOptions:
     """Synthetic degradations, training: the share of samples left undegraded."""
     sampler_options: Mapping[str, Any] = field(default_factory=dict)
     """Synthetic degradations, training: keyword arguments of the task's parameter sampler."""
+    detail_candidates: int = 1
+    """Training: windows drawn per sample, the most detailed one kept (1: plain random crop)."""
 
     def key(self, name: str) -> str:
         """The full option key, for messages: ``datasets.train.<name>``."""
@@ -186,6 +201,7 @@ def parse_dataset_options(
         seed=_validation_seed(opt, key_prefix, train) if kind == "synthetic" else 0,
         clean_fraction=_clean_fraction(opt, key_prefix, train) if kind == "synthetic" else 0.0,
         sampler_options=_sampler_options(opt, key_prefix, train, degradation),
+        detail_candidates=_detail_candidates(opt, key_prefix, train),
     )
 
 
@@ -326,6 +342,17 @@ def _validation_seed(opt: Mapping[str, Any], prefix: str, train: bool) -> int:
             f"{prefix}.seed: only for validation sets (training draws from manual_seed)"
         )
     return checked_int(opt["seed"], f"{prefix}.seed", minimum=0)
+
+
+def _detail_candidates(opt: Mapping[str, Any], prefix: str, train: bool) -> int:
+    """``detail_candidates`` of a training set: an integer >= 1, default 1."""
+    value = opt.get("detail_candidates")
+    if value is None:
+        return 1
+    key = f"{prefix}.detail_candidates"
+    if not train:
+        raise DatasetOptionError(f"{key}: only for training sets")
+    return checked_int(value, key, minimum=1)
 
 
 def _clean_fraction(opt: Mapping[str, Any], prefix: str, train: bool) -> float:
