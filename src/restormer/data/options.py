@@ -344,25 +344,32 @@ def _validation_seed(opt: Mapping[str, Any], prefix: str, train: bool) -> int:
     return checked_int(opt["seed"], f"{prefix}.seed", minimum=0)
 
 
-def _detail_candidates(opt: Mapping[str, Any], prefix: str, train: bool) -> int:
-    """``detail_candidates`` of a training set: an integer >= 1, default 1."""
-    value = opt.get("detail_candidates")
+def _training_only(
+    opt: Mapping[str, Any], name: str, prefix: str, train: bool
+) -> tuple[str, Any] | None:
+    """(full key, value) of a training-only option, None where it is not given; an error
+    naming the key where a validation set gives it."""
+    value = opt.get(name)
     if value is None:
-        return 1
-    key = f"{prefix}.detail_candidates"
+        return None
+    key = f"{prefix}.{name}"
     if not train:
         raise DatasetOptionError(f"{key}: only for training sets")
-    return checked_int(value, key, minimum=1)
+    return key, value
+
+
+def _detail_candidates(opt: Mapping[str, Any], prefix: str, train: bool) -> int:
+    """``detail_candidates`` of a training set: an integer >= 1, default 1."""
+    given = _training_only(opt, "detail_candidates", prefix, train)
+    return 1 if given is None else checked_int(given[1], given[0], minimum=1)
 
 
 def _clean_fraction(opt: Mapping[str, Any], prefix: str, train: bool) -> float:
     """``clean_fraction`` of a synthetic training set: in [0, 1), default 0."""
-    value = opt.get("clean_fraction")
-    if value is None:
+    given = _training_only(opt, "clean_fraction", prefix, train)
+    if given is None:
         return 0.0
-    key = f"{prefix}.clean_fraction"
-    if not train:
-        raise DatasetOptionError(f"{key}: only for training sets")
+    key, value = given
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise DatasetOptionError(f"{key}: expected a number in [0, 1), got {_show(value)}")
     if not 0 <= value < 1:
