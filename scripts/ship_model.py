@@ -303,9 +303,17 @@ def _cpu_seconds(state: dict[str, Any], experiment: ExperimentDir) -> float:
     return float(state.get("elapsed_seconds", 0.0)) * threads
 
 
-def _data_description(dataset: dict) -> str:
+def _data_description(dataset: dict, root: Path = ROOT) -> str:
+    """The training folder, how many photos it held (extras named) and the degradation."""
     kind = dataset.get("degradation") or dataset.get("type", "")
-    return f"{Path(str(dataset.get('dataroot_gt', ''))).as_posix()} + on-the-fly {kind}"
+    folder = Path(str(dataset.get("dataroot_gt", "")))
+    photos = sorted((root / folder).glob("*.png"))
+    extra = sum(p.resolve().parent.name == "extra_photos" for p in photos)
+    counted = f" ({len(photos)} photos" if photos else ""
+    if extra:
+        counted += f", {extra} of them from scripts/fetch_extra_photos.py"
+    counted += ")" if photos else ""
+    return f"{folder.as_posix()}{counted} + on-the-fly {kind}"
 
 
 if __name__ == "__main__":

@@ -1,0 +1,159 @@
+"""Add 14 Creative Commons photographs from Debian's Lomiri wallpaper packages to training.
+
+    python scripts/fetch_extra_photos.py                 # -> datasets/extra_photos/
+    python scripts/prepare_photos.py --extra datasets/extra_photos
+
+Why: the 24 training photos of ``../shared/data/photos`` are desktop wallpapers, mostly sky,
+water and bokeh; the photos a model is judged on are busy (fur, foliage, text, faces).
+``python scripts/patch_detail.py`` measures it: a random 96-px window's median detail is
+about 4 levels on the training photos against 12.5 on the held-out ones. These 14 photos
+(a stream bed, mountains, dandelions, a dragonfly in leaves, brushes, dogs, bark) add the
+texture the shared set lacks. The validation photos stay the same six.
+
+The photos come from the Debian packages ``lomiri-wallpapers-16.04`` and
+``lomiri-wallpapers-20.04`` (``apt-get download`` needs only the package archive, no root),
+or from those ``.deb`` files given with ``--debs DIR``. Each is treated as the shared photos
+were: 8-bit RGB, EXIF orientation applied, downscaled by an integer factor of at least 2
+(long side at most 1,280 px) with a Lanczos filter so that JPEG artefacts shrink below
+visibility. ``SOURCES.md`` in the output folder lists file, author and license.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+ROOT = Path(__file__).resolve().parent.parent
+LONG_SIDE = 1280
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One photograph inside a Debian package, with its credit."""
+
+    package: str
+    path: str
+    author: str
+    license: str
+
+    @property
+    def name(self) -> str:
+        """The training file's name: lomiri_ and the photo's title in lower case."""
+        return "lomiri_" + Path(self.path).stem.split("_by_")[0].lower() + ".png"
+
+
+def _lomiri16(title: str, author: str, license: str) -> Photo:
+    return Photo("lomiri-wallpapers-16.04", f"usr/share/backgrounds/{title}.jpg", author, license)
+
+
+# Every photograph of the two packages; left out: their illustrations, a milky-way composite
+# and analogpattern (film grain: noise a denoiser must not learn to keep).
+PHOTOS = (
+    _lomiri16("Bridge_by_Sander_Klootwijk", "Sander Klootwijk", "CC-BY-SA-4.0"),
+    _lomiri16("Dragonfly_by_Bolly", "Bolly", "CC-BY-SA-4.0"),
+    _lomiri16("Picture_0B_by_freespace", "Trevor (Freespace)", "CC-BY-4.0"),
+    _lomiri16("Picture_1A_by_freespace", "Trevor (Freespace)", "CC-BY-4.0"),
+    _lomiri16("Wine_by_Jakkub_Mede", "Jakub Mede", "CC-BY-4.0"),
+    _lomiri16("aitzgorri_by_Aitzol_Berasategi", "Aitzol Berasategi", "CC-BY-4.0"),
+    _lomiri16("free_by_Peter_Nerlich", "Peter Nerlich", "CC-BY-SA-4.0"),
+    _lomiri16("friends_by_Aitzol_Berasategi", "Aitzol Berasategi", "CC-BY-4.0"),
+    _lomiri16("greentock_by_Peter_Nerlich", "Peter Nerlich", "CC-BY-SA-4.0"),
+    _lomiri16("life_by_Aitzol_Berasategi", "Aitzol Berasategi", "CC-BY-4.0"),
+    _lomiri16("picosdeeuropa_by_Aitzol_Berasategi", "Aitzol Berasategi", "CC-BY-4.0"),
+    _lomiri16("seeding_by_Clements_Engelhardt", "Clemens Engelhardt", "CC0-1.0"),
+    _lomiri16("sunset_by_Aitzol_Berasategi", "Aitzol Berasategi", "CC-BY-4.0"),
+    Photo(
+        "lomiri-wallpapers-20.04",
+        "usr/share/backgrounds/Kleiber_by_Lukas_Baubkus.jpg",
+        "Lukas Baubkus",
+        "CC-BY-SA-3.0",
+    ),
+)
+
+
+def download(packages: list[str], folder: Path) -> None:
+    """Fetch the packages' .deb files into ``folder`` with apt-get (no root needed)."""
+    if shutil.which("apt-get") is None:
+        raise SystemExit("apt-get not found: download the .deb files and pass --debs DIR")
+    result = subprocess.run(
+        ["apt-get", "download", *packages], cwd=folder, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"apt-get download failed: {result.stderr.strip().splitlines()[-1]}")
+
+
+def unpack(debs: Path, package: str, folder: Path) -> Path:
+    """Extract ``package``'s .deb from ``debs`` into ``folder``; return the tree's root."""
+    found = sorted(debs.glob(f"{package}_*.deb"))
+    if not found:
+        raise SystemExit(f"{debs}: no {package}_*.deb")
+    if shutil.which("dpkg-deb") is None:
+        raise SystemExit("dpkg-deb not found: it unpacks the .deb files (Debian, Ubuntu)")
+    tree = folder / package
+    tree.mkdir(parents=True)
+    result = subprocess.run(["dpkg-deb", "-x", str(found[-1]), str(tree)], capture_output=True)
+    if result.returncode != 0:
+        raise SystemExit(f"{found[-1]}: dpkg-deb could not unpack it")
+    return tree
+
+
+def downscaled(image: Image.Image) -> Image.Image:
+    """8-bit RGB, upright, shrunk by the smallest integer >= 2 that fits LONG_SIDE."""
+    image = ImageOps.exif_transpose(image).convert("RGB")
+    factor = max(2, math.ceil(max(image.size) / LONG_SIDE))
+    size = (image.width // factor, image.height // factor)
+    return image.resize(size, Image.Resampling.LANCZOS)
+
+
+def sources_table(photos: tuple[Photo, ...], sizes: dict[str, tuple[int, int]]) -> str:
+    """SOURCES.md: where each file comes from and under which license."""
+    lines = [
+        "# Extra training photos (scripts/fetch_extra_photos.py)",
+        "",
+        "| file | source package | path inside the package | author | license | size |",
+        "|---|---|---|---|---|---|",
+    ]
+    for p in photos:
+        w, h = sizes[p.name]
+        lines.append(f"| {p.name} | {p.package} | {p.path} | {p.author} | {p.license} | {w}x{h} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "datasets" / "extra_photos")
+    parser.add_argument("--debs", type=Path, help="folder of the .deb files (default: download)")
+    args = parser.parse_args()
+    packages = sorted({p.package for p in PHOTOS})
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        debs = args.debs or work
+        if args.debs is None:
+            download(packages, work)
+        trees = {package: unpack(debs, package, work / "x") for package in packages}
+        args.out.mkdir(parents=True, exist_ok=True)
+        sizes = {}
+        for photo in PHOTOS:
+            source = trees[photo.package] / photo.path
+            if not source.is_file():
+                raise SystemExit(f"{photo.package}: no {photo.path} (another version?)")
+            with Image.open(source) as image:
+                small = downscaled(image)
+            target = args.out / photo.name
+            partial = target.with_suffix(".part.png")
+            small.save(partial)
+            partial.replace(target)
+            sizes[photo.name] = small.size
+            print(f"{target}: {small.width}x{small.height}")
+    (args.out / "SOURCES.md").write_text(sources_table(PHOTOS, sizes))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""The training photos: the shared split, the extra photos from Debian and how a shipped
+model records them (scripts/prepare_photos.py, fetch_extra_photos.py, ship_model.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(name, module)  # dataclasses look their module up while defined
+    spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+def _photos(folder: Path, names: list[str], size: tuple[int, int] = (40, 30)) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for name in names:
+        pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / name)
+
+
+def _prepare(*args: str | Path) -> subprocess.CompletedProcess:
+    script = ROOT / "scripts" / "prepare_photos.py"
+    command = [sys.executable, str(script), *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True)
+
+
+def test_extra_photos_join_training_never_validation(tmp_path: Path) -> None:
+    shared, extra, out = tmp_path / "shared", tmp_path / "extra", tmp_path / "photos"
+    _photos(shared, [f"photo_{i:03d}.png" for i in range(1, 6)])
+    _photos(extra, ["lomiri_a.png", "lomiri_b.png"])
+    result = _prepare(shared, "--out", out, "--held-out", "2", "--extra", extra)
+    assert result.returncode == 0, result.stderr
+    train = sorted(p.name for p in (out / "train").iterdir())
+    assert train == [
+        "lomiri_a.png",
+        "lomiri_b.png",
+        "photo_001.png",
+        "photo_002.png",
+        "photo_003.png",
+    ]
+    assert sorted(p.name for p in (out / "val").iterdir()) == ["photo_004.png", "photo_005.png"]
+    # Without --extra the split is the shared one again: stale links are replaced.
+    assert _prepare(shared, "--out", out, "--held-out", "2").returncode == 0
+    assert len(list((out / "train").iterdir())) == 3
+
+
+def test_extra_photos_refused_when_empty_or_clashing(tmp_path: Path) -> None:
+    shared, out = tmp_path / "shared", tmp_path / "photos"
+    _photos(shared, [f"photo_{i:03d}.png" for i in range(1, 4)])
+    assert _prepare(shared, "--out", out, "--held-out", "1").returncode == 0
+    empty = _prepare(shared, "--out", out, "--held-out", "1", "--extra", tmp_path / "none")
+    assert empty.returncode == 1
+    assert "no .png photos" in empty.stderr and "Traceback" not in empty.stderr
+    _photos(tmp_path / "clash", ["photo_001.png"])
+    clash = _prepare(shared, "--out", out, "--held-out", "1", "--extra", tmp_path / "clash")
+    assert clash.returncode == 1 and "photo_001.png" in clash.stderr
+    # A refused call leaves the previous split as it was.
+    assert len(list((out / "train").iterdir())) == 2
+
+
+def test_downscaled_by_an_integer_factor_of_at_least_two() -> None:
+    fetch = _script("fetch_extra_photos")
+    big = Image.new("RGBA", (4352, 2448))
+    small = fetch.downscaled(big)
+    assert small.mode == "RGB" and small.size == (4352 // 4, 2448 // 4)
+    assert max(small.size) <= fetch.LONG_SIDE
+    assert fetch.downscaled(Image.new("RGB", (900, 601))).size == (450, 300)
+
+
+def test_downscaled_applies_the_exif_orientation(tmp_path: Path) -> None:
+    fetch = _script("fetch_extra_photos")
+    image = Image.new("RGB", (200, 100))
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotated 90 degrees: the photo stands upright
+    image.save(tmp_path / "rotated.jpg", exif=exif)
+    assert fetch.downscaled(Image.open(tmp_path / "rotated.jpg")).size == (50, 100)
+
+
+def test_photo_names_and_sources_table() -> None:
+    fetch = _script("fetch_extra_photos")
+    names = [p.name for p in fetch.PHOTOS]
+    assert len(set(names)) == len(names) == 14
+    assert all(n.startswith("lomiri_") and n.endswith(".png") for n in names)
+    assert all(p.license.startswith(("CC-BY", "CC0")) for p in fetch.PHOTOS)
+    table = fetch.sources_table(fetch.PHOTOS, {n: (10, 20) for n in names})
+    assert (
+        table.count("\n| lomiri_") == 14 and "| Sander Klootwijk | CC-BY-SA-4.0 | 10x20 |" in table
+    )
+
+
+@pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb (Debian)")
+def test_fetch_from_deb_files(tmp_path: Path) -> None:
+    """The whole path from .deb files to training photos, on packages built here."""
+    fetch = _script("fetch_extra_photos")
+    debs = tmp_path / "debs"
+    debs.mkdir()
+    for package in sorted({p.package for p in fetch.PHOTOS}):
+        tree = tmp_path / "build" / package
+        (tree / "DEBIAN").mkdir(parents=True)
+        control = f"Package: {package}\nVersion: 1\nArchitecture: all\nMaintainer: t <t@t>\n"
+        (tree / "DEBIAN" / "control").write_text(control + "Description: test\n")
+        for photo in fetch.PHOTOS:
+            if photo.package == package:
+                (tree / photo.path).parent.mkdir(parents=True, exist_ok=True)
+                Image.new("RGB", (64, 48), "red").save(tree / photo.path, "JPEG")
+        built = subprocess.run(
+            ["dpkg-deb", "--build", str(tree), str(debs / f"{package}_1_all.deb")],
+            capture_output=True,
+        )
+        assert built.returncode == 0, built.stderr
+    out = tmp_path / "extra"
+    script = ROOT / "scripts" / "fetch_extra_photos.py"
+    command = [sys.executable, str(script), "--debs", str(debs), "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    made = sorted(p.name for p in out.glob("*.png"))
+    assert made == sorted(p.name for p in fetch.PHOTOS)
+    assert Image.open(out / made[0]).size == (32, 24)
+    assert "| 32x24 |" in (out / "SOURCES.md").read_text()
+    missing = subprocess.run([*command[:3], str(tmp_path / "build"), *command[4:]],
+                             capture_output=True, text=True)  # fmt: skip
+    assert missing.returncode == 1 and "no lomiri-wallpapers" in missing.stderr
+
+
+def test_shipped_model_records_its_photos(tmp_path: Path) -> None:
+    describe = _script("ship_model")._data_description
+    folder = tmp_path / "datasets" / "photos" / "train"
+    _photos(tmp_path / "shared", ["photo_001.png", "photo_002.png"])
+    _photos(tmp_path / "extra_photos", ["lomiri_a.png"])
+    folder.mkdir(parents=True)
+    for photo in [*(tmp_path / "shared").iterdir(), *(tmp_path / "extra_photos").iterdir()]:
+        (folder / photo.name).symlink_to(photo)
+    dataset = {"dataroot_gt": "./datasets/photos/train", "degradation": "deraining"}
+    assert describe(dataset, tmp_path) == (
+        "datasets/photos/train (3 photos, 1 of them from scripts/fetch_extra_photos.py)"
+        " + on-the-fly deraining"
+    )
+    (folder / "lomiri_a.png").unlink()
+    assert describe(dataset, tmp_path) == "datasets/photos/train (2 photos) + on-the-fly deraining"
+    assert describe({"dataroot_gt": "nowhere", "type": "T"}, tmp_path) == "nowhere + on-the-fly T"
