@@ -347,8 +347,9 @@ def _script(name: str):
     spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    sys.modules.setdefault(name, module)  # dataclasses look their module up while defined
+    spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
 
 
 def test_ship_rule_weighs_main_cases_and_guards_the_mild_ones() -> None:

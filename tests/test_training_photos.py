@@ -3,7 +3,6 @@ model records them (scripts/prepare_photos.py, fetch_extra_photos.py, ship_model
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -13,16 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.test_shipped import _script
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(name, module)  # dataclasses look their module up while defined
-    spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
 
 
 def _photos(folder: Path, names: list[str], size: tuple[int, int] = (40, 30)) -> None:
