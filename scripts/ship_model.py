@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -147,7 +148,9 @@ def main() -> None:
     record = TrainingRecord(
         iterations=int(lineage.get("iterations", 0)) + int(state["iter"]),
         hours=round(float(lineage.get("hours", 0.0)) + hours, 2),
-        data=_data_description(options.train_dataset),
+        data=_data_description(
+            options.train_dataset, trained_on=_trained_images(experiment, args.task)
+        ),
         options=f"configs/shipped/{args.task}.yml",
         command=_command(args.task, lineage),
         validation_psnr=round(new_half if use_half else new, 4),
@@ -303,17 +306,35 @@ def _cpu_seconds(state: dict[str, Any], experiment: ExperimentDir) -> float:
     return float(state.get("elapsed_seconds", 0.0)) * threads
 
 
-def _data_description(dataset: dict, root: Path = ROOT) -> str:
-    """The training folder, how many photos it held (extras named) and the degradation."""
+def _data_description(dataset: dict, root: Path = ROOT, trained_on: int | None = None) -> str:
+    """The training folder, how many photos it held (extras named) and the degradation.
+
+    ``trained_on``: the image count the last training run logged. The folder may have grown
+    since (the extra photos are added to it); then the photos trained on are the original
+    ones first, and the count is the logged one."""
     kind = dataset.get("degradation") or dataset.get("type", "")
     folder = Path(str(dataset.get("dataroot_gt", "")))
     photos = sorted((root / folder).glob("*.png"))
     extra = sum(p.resolve().parent.name == "extra_photos" for p in photos)
-    counted = f" ({len(photos)} photos" if photos else ""
-    if extra:
-        counted += f", {extra} of them from scripts/fetch_extra_photos.py"
-    counted += ")" if photos else ""
-    return f"{folder.as_posix()}{counted} + on-the-fly {kind}"
+    count = len(photos)
+    if trained_on is not None and photos and trained_on != count:
+        extra = max(0, trained_on - (count - extra))
+        count = trained_on
+    if not count:
+        return f"{folder.as_posix()} + on-the-fly {kind}"
+    counted = f"{count} photos" + (
+        f", {extra} of them from scripts/fetch_extra_photos.py" if extra else ""
+    )
+    return f"{folder.as_posix()} ({counted}) + on-the-fly {kind}"
+
+
+def _trained_images(experiment: ExperimentDir, task: str) -> int | None:
+    """The training image count the run's log states last, or None without a log."""
+    log = experiment.root / f"train_{task}.log"
+    if not log.is_file():
+        return None
+    counts = re.findall(r"([\d,]+) training images", log.read_text())
+    return int(counts[-1].replace(",", "")) if counts else None
 
 
 if __name__ == "__main__":

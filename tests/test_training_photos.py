@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -145,3 +146,32 @@ def test_shipped_model_records_its_photos(tmp_path: Path) -> None:
     (folder / "lomiri_a.png").unlink()
     assert describe(dataset, tmp_path) == "datasets/photos/train (2 photos) + on-the-fly deraining"
     assert describe({"dataroot_gt": "nowhere", "type": "T"}, tmp_path) == "nowhere + on-the-fly T"
+
+
+def test_shipped_model_records_the_photos_it_was_trained_on(tmp_path: Path) -> None:
+    """A run that began before the extra photos were added states its own count."""
+    ship = _script("ship_model")
+    folder = tmp_path / "datasets" / "photos" / "train"
+    _photos(tmp_path / "shared", ["photo_001.png", "photo_002.png"])
+    _photos(tmp_path / "extra_photos", ["lomiri_a.png", "lomiri_b.png"])
+    folder.mkdir(parents=True)
+    for photo in [*(tmp_path / "shared").iterdir(), *(tmp_path / "extra_photos").iterdir()]:
+        (folder / photo.name).symlink_to(photo)
+    dataset = {"dataroot_gt": "./datasets/photos/train", "degradation": "deraining"}
+    describe = ship._data_description
+    assert describe(dataset, tmp_path, trained_on=2) == (
+        "datasets/photos/train (2 photos) + on-the-fly deraining"
+    )
+    assert describe(dataset, tmp_path, trained_on=3) == (
+        "datasets/photos/train (3 photos, 1 of them from scripts/fetch_extra_photos.py)"
+        " + on-the-fly deraining"
+    )
+    experiment = tmp_path / "run"
+    experiment.mkdir()
+    (experiment / "train_deraining.log").write_text(
+        "training deraining: 10 parameters, 1,024 training images, 1 process\n"
+        "training deraining: 10 parameters, 2 training images, 1 process\n"
+    )
+    run = SimpleNamespace(root=experiment)
+    assert ship._trained_images(run, "deraining") == 2
+    assert ship._trained_images(run, "motion-deblurring") is None
