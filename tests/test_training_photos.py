@@ -130,14 +130,20 @@ def test_fetch_from_deb_files(tmp_path: Path) -> None:
     assert missing.returncode == 1 and "no lomiri-wallpapers" in missing.stderr
 
 
+def _training_folder(root: Path, extras: list[str]) -> Path:
+    """datasets/photos/train under ``root``: links to two shared photos and to ``extras``."""
+    folder = root / "datasets" / "photos" / "train"
+    _photos(root / "shared", ["photo_001.png", "photo_002.png"])
+    _photos(root / "extra_photos", extras)
+    folder.mkdir(parents=True)
+    for photo in [*(root / "shared").iterdir(), *(root / "extra_photos").iterdir()]:
+        (folder / photo.name).symlink_to(photo)
+    return folder
+
+
 def test_shipped_model_records_its_photos(tmp_path: Path) -> None:
     describe = _script("ship_model")._data_description
-    folder = tmp_path / "datasets" / "photos" / "train"
-    _photos(tmp_path / "shared", ["photo_001.png", "photo_002.png"])
-    _photos(tmp_path / "extra_photos", ["lomiri_a.png"])
-    folder.mkdir(parents=True)
-    for photo in [*(tmp_path / "shared").iterdir(), *(tmp_path / "extra_photos").iterdir()]:
-        (folder / photo.name).symlink_to(photo)
+    folder = _training_folder(tmp_path, ["lomiri_a.png"])
     dataset = {"dataroot_gt": "./datasets/photos/train", "degradation": "deraining"}
     assert describe(dataset, tmp_path) == (
         "datasets/photos/train (3 photos, 1 of them from scripts/fetch_extra_photos.py)"
@@ -151,12 +157,7 @@ def test_shipped_model_records_its_photos(tmp_path: Path) -> None:
 def test_shipped_model_records_the_photos_it_was_trained_on(tmp_path: Path) -> None:
     """A run that began before the extra photos were added states its own count."""
     ship = _script("ship_model")
-    folder = tmp_path / "datasets" / "photos" / "train"
-    _photos(tmp_path / "shared", ["photo_001.png", "photo_002.png"])
-    _photos(tmp_path / "extra_photos", ["lomiri_a.png", "lomiri_b.png"])
-    folder.mkdir(parents=True)
-    for photo in [*(tmp_path / "shared").iterdir(), *(tmp_path / "extra_photos").iterdir()]:
-        (folder / photo.name).symlink_to(photo)
+    _training_folder(tmp_path, ["lomiri_a.png", "lomiri_b.png"])
     dataset = {"dataroot_gt": "./datasets/photos/train", "degradation": "deraining"}
     describe = ship._data_description
     assert describe(dataset, tmp_path, trained_on=2) == (
