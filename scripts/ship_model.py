@@ -149,7 +149,7 @@ def main() -> None:
         iterations=int(lineage.get("iterations", 0)) + int(state["iter"]),
         hours=round(float(lineage.get("hours", 0.0)) + hours, 2),
         data=_data_description(
-            options.train_dataset, trained_on=_trained_images(experiment, args.task)
+            options.train_dataset, trained_on=_trained_images(state, experiment, args.task)
         ),
         options=f"configs/shipped/{args.task}.yml",
         command=_command(args.task, lineage),
@@ -309,7 +309,7 @@ def _cpu_seconds(state: dict[str, Any], experiment: ExperimentDir) -> float:
 def _data_description(dataset: dict, root: Path = ROOT, trained_on: int | None = None) -> str:
     """The training folder, how many photos it held (extras named) and the degradation.
 
-    ``trained_on``: the image count the last training run logged. The folder may have grown
+    ``trained_on``: the image count the last training run recorded. The folder may have grown
     since (the extra photos are added to it); then the photos trained on are the original
     ones first, and the count is the logged one."""
     kind = dataset.get("degradation") or dataset.get("type", "")
@@ -328,8 +328,12 @@ def _data_description(dataset: dict, root: Path = ROOT, trained_on: int | None =
     return f"{folder.as_posix()} ({counted}) + on-the-fly {kind}"
 
 
-def _trained_images(experiment: ExperimentDir, task: str) -> int | None:
-    """The training image count the run's log states last, or None without a log."""
+def _trained_images(state: dict[str, Any], experiment: ExperimentDir, task: str) -> int | None:
+    """How many training images the run's last launch had: its training state says so; states
+    saved before the trainer recorded it fall back to the last count its log states, and to
+    None without either."""
+    if "training_images" in state:
+        return int(state["training_images"])
     log = experiment.root / f"train_{task}.log"
     if not log.is_file():
         return None

@@ -131,6 +131,7 @@ def test_state_counts_cpu_seconds_of_each_launch_with_its_threads(tmp_path: Path
     finally:
         torch.set_num_threads(before)
     assert first["cpu_seconds"] == pytest.approx(first["elapsed_seconds"])
+    assert first["training_images"] == second["training_images"] == 6  # write_options: 6 photos
     added = second["elapsed_seconds"] - first["elapsed_seconds"]
     assert added > 0
     assert second["cpu_seconds"] == pytest.approx(first["cpu_seconds"] + 2 * added)

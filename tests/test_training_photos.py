@@ -174,5 +174,7 @@ def test_shipped_model_records_the_photos_it_was_trained_on(tmp_path: Path) -> N
         "training deraining: 10 parameters, 2 training images, 1 process\n"
     )
     run = SimpleNamespace(root=experiment)
-    assert ship._trained_images(run, "deraining") == 2
-    assert ship._trained_images(run, "motion-deblurring") is None
+    assert ship._trained_images({"training_images": 3}, run, "deraining") == 3
+    # States saved before the trainer recorded the count: the log's last count.
+    assert ship._trained_images({}, run, "deraining") == 2
+    assert ship._trained_images({}, run, "motion-deblurring") is None

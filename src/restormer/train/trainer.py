@@ -355,6 +355,8 @@ class _Trainer:
                 "torch_rng": torch.get_rng_state(),
                 "elapsed_seconds": self.elapsed_before + elapsed,
                 "cpu_seconds": self.cpu_seconds_before + elapsed * self._threads(),
+                # The photos this launch trained on: the folder may grow between launches.
+                "training_images": len(self.training_set),
                 "best": self.best,
             }
             save_state(self.experiment, iteration, state, keep=self.settings.keep_states)
