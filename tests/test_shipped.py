@@ -155,7 +155,7 @@ def test_restart_from_another_task_ignores_the_shipped_model(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     module, commands = _train_shipped_recording(monkeypatch)
-    argv = ["train_shipped.py", "real-denoising", "--experiments", str(tmp_path)]
+    argv = ["train_shipped.py", "gaussian-gray-denoising", "--experiments", str(tmp_path)]
     monkeypatch.setattr("sys.argv", [*argv, "--restart-from", "deraining"])
     with pytest.raises(SystemExit, match="--restart-from deraining: its model has another"):
         module.main()  # with-bias LayerNorms: weights the bias-free ones do not have
@@ -163,10 +163,14 @@ def test_restart_from_another_task_ignores_the_shipped_model(
     with pytest.raises(SystemExit) as stopped:
         module.main()
     assert stopped.value.code == 0
-    warm = tmp_path / "real-denoising" / "warm_start_from_gaussian-color-denoising.safetensors"
+    warm = (
+        tmp_path
+        / "gaussian-gray-denoising"
+        / "warm_start_from_gaussian-color-denoising.safetensors"
+    )
     assert f"path.pretrain_network_g={warm}" in commands[0]
     # the source's training counts in the lineage, and the command that repeats it is recorded
-    lineage = json.loads((tmp_path / "real-denoising" / "lineage.json").read_text())
+    lineage = json.loads((tmp_path / "gaussian-gray-denoising" / "lineage.json").read_text())
     source = TrainingRecord.from_json(
         read_checkpoint(shipped_path("gaussian-color-denoising")).metadata[TRAINING_METADATA_KEY]
     )
@@ -175,8 +179,9 @@ def test_restart_from_another_task_ignores_the_shipped_model(
         "hours": source.hours,
         "from": "gaussian-color-denoising",
     }
-    assert _script("ship_model")._command("real-denoising", lineage) == (
-        "python scripts/train_shipped.py real-denoising --restart-from gaussian-color-denoising"
+    assert _script("ship_model")._command("gaussian-gray-denoising", lineage) == (
+        "python scripts/train_shipped.py gaussian-gray-denoising"
+        " --restart-from gaussian-color-denoising"
     )
 
 
