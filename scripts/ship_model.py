@@ -311,7 +311,7 @@ def _data_description(dataset: dict, root: Path = ROOT, trained_on: int | None =
 
     ``trained_on``: the image count the last training run recorded. The folder may have grown
     since (the extra photos are added to it); then the photos trained on are the original
-    ones first, and the count is the logged one."""
+    ones first, and the count is the recorded one."""
     kind = dataset.get("degradation") or dataset.get("type", "")
     folder = Path(str(dataset.get("dataroot_gt", "")))
     photos = sorted((root / folder).glob("*.png"))
