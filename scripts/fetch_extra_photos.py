@@ -1,21 +1,30 @@
-"""Add 14 Creative Commons photographs from Debian's Lomiri wallpaper packages to training.
+"""Add 32 freely licensed photographs from Debian's wallpaper packages to training.
 
-    python scripts/fetch_extra_photos.py                 # -> datasets/extra_photos/
+    python scripts/fetch_extra_photos.py                       # -> datasets/extra_photos/
+    python scripts/fetch_extra_photos.py --collection lomiri   # only the first 14
     python scripts/prepare_photos.py --extra datasets/extra_photos
 
 Why: the 24 training photos of ``../shared/data/photos`` are desktop wallpapers, mostly sky,
 water and bokeh; the photos a model is judged on are busy (fur, foliage, text, faces).
 ``python scripts/patch_detail.py`` measures it: a random 96-px window's median detail is
-about 4 levels on the training photos against 12.5 on the held-out ones. These 14 photos
-(a stream bed, mountains, dandelions, a dragonfly in leaves, brushes, dogs, bark) add the
-texture the shared set lacks. The validation photos stay the same six.
+about 4 levels on the training photos against 12.5 on the held-out ones. Three collections
+add texture the shared set lacks; the validation photos stay the same six:
 
-The photos come from the Debian packages ``lomiri-wallpapers-16.04`` and
-``lomiri-wallpapers-20.04`` (``apt-get download`` needs only the package archive, no root),
-or from those ``.deb`` files given with ``--debs DIR``. Each is treated as the shared photos
+- ``lomiri`` (14, Creative Commons): a stream bed, mountains, dandelions, a dragonfly in
+  leaves, brushes, dogs, bark, from ``lomiri-wallpapers-16.04`` and ``-20.04``.
+- ``mate`` (10, GPL-2+): leaf veins, dune grass, flowers, a ladybird, rain drops on leaves,
+  weathered wood, from the nature set of ``mate-backgrounds``.
+- ``kde`` (8, LGPL-3.0): a moss carpet, a spruce forest, boats on gravel, plastic cups, a
+  steel facade, a jetty, fallen leaves, from ``plasma-workspace-wallpapers``.
+
+Packages are fetched with ``apt-get download`` (the package archive only, no root), or taken
+from ``.deb`` files given with ``--debs DIR``. Each photo is treated as the shared photos
 were: 8-bit RGB, EXIF orientation applied, downscaled by an integer factor of at least 2
 (long side at most 1,280 px) with a Lanczos filter so that JPEG artefacts shrink below
-visibility. ``SOURCES.md`` in the output folder lists file, author and license.
+visibility. ``SOURCES.md`` in the output folder lists file, author and license. Left out of
+the packages: illustrations and renderings, composites, film grain (noise a denoiser must
+not learn to keep), a motion-blurred landscape (a deblurring target must be sharp) and
+near-uniform skies and bokeh.
 """
 
 from __future__ import annotations
@@ -38,24 +47,37 @@ LONG_SIDE = 1280
 class Photo:
     """One photograph inside a Debian package, with its credit."""
 
+    collection: str
     package: str
     path: str
+    title: str
     author: str
     license: str
 
     @property
     def name(self) -> str:
-        """The training file's name: lomiri_ and the photo's title in lower case."""
-        return "lomiri_" + Path(self.path).stem.split("_by_")[0].lower() + ".png"
+        """The training file's name: the collection, an underscore, the title in lower case."""
+        return f"{self.collection}_{self.title.lower()}.png"
 
 
 def _lomiri16(title: str, author: str, license: str) -> Photo:
-    return Photo("lomiri-wallpapers-16.04", f"usr/share/backgrounds/{title}.jpg", author, license)
+    path = f"usr/share/backgrounds/{title}.jpg"
+    return Photo("lomiri", "lomiri-wallpapers-16.04", path, title.split("_by_")[0], author, license)
 
 
-# Every photograph of the two packages; left out: their illustrations, a milky-way composite
-# and analogpattern (film grain: noise a denoiser must not learn to keep).
-PHOTOS = (
+def _mate(title: str, author: str) -> Photo:
+    path = f"usr/share/backgrounds/mate/nature/{title}.jpg"
+    return Photo("mate", "mate-backgrounds", path, title, author, "GPL-2.0-or-later")
+
+
+def _kde(title: str, author: str) -> Photo:
+    path = f"usr/share/wallpapers/{title}/contents/images/2560x1600.jpg"
+    return Photo("kde", "plasma-workspace-wallpapers", path, title, author, "LGPL-3.0")
+
+
+# Every photograph of the two Lomiri packages; left out: their illustrations, a milky-way
+# composite and analogpattern (film grain).
+LOMIRI = (
     _lomiri16("Bridge_by_Sander_Klootwijk", "Sander Klootwijk", "CC-BY-SA-4.0"),
     _lomiri16("Dragonfly_by_Bolly", "Bolly", "CC-BY-SA-4.0"),
     _lomiri16("Picture_0B_by_freespace", "Trevor (Freespace)", "CC-BY-4.0"),
@@ -70,12 +92,45 @@ PHOTOS = (
     _lomiri16("seeding_by_Clements_Engelhardt", "Clemens Engelhardt", "CC0-1.0"),
     _lomiri16("sunset_by_Aitzol_Berasategi", "Aitzol Berasategi", "CC-BY-4.0"),
     Photo(
+        "lomiri",
         "lomiri-wallpapers-20.04",
         "usr/share/backgrounds/Kleiber_by_Lukas_Baubkus.jpg",
+        "Kleiber",
         "Lukas Baubkus",
         "CC-BY-SA-3.0",
     ),
 )
+
+# The photographs of MATE's nature set (authors from the package's copyright file); left out:
+# Aqua and Storm (near-uniform, and Storm's foreground is motion-blurred).
+MATE = (
+    _mate("Blinds", "Lennart Poettering, Andrea Cimitan"),
+    _mate("Dune", "Marco Cogoni, Hylke Bons"),
+    _mate("FreshFlower", "Jens Ansorg"),
+    _mate("Garden", "Charles Barbin"),
+    _mate("GreenMeadow", "Timothy Schellhase, Lapo Calamandrei"),
+    _mate("LadyBird", "Charles Barbin"),
+    _mate("RainDrops", "blackcombwhistler07"),
+    _mate("TwoWings", "Charles Barbin, Hylke Bons"),
+    _mate("Wood", "Jean-François Fortin Tam"),
+    _mate("YellowFlower", "Charles Barbin"),
+)
+
+# The photographs among Plasma's wallpapers (author and license from each one's metadata.json);
+# the rest are renderings, a painting, or a near-uniform sky or dusk.
+KDE = (
+    _kde("BytheWater", "Maciej Wiklo"),
+    _kde("ColdRipple", "Risto Saukonpää"),
+    _kde("ColorfulCups", "Dmitri Popov"),
+    _kde("EveningGlow", "Ian Hex"),
+    _kde("FallenLeaf", "Martin Klapetek"),
+    _kde("Grey", "Sigi Sagi"),
+    _kde("OneStandsOut", "Risto Saukonpää"),
+    _kde("Path", "Risto Saukonpää"),
+)
+
+COLLECTIONS = {"lomiri": LOMIRI, "mate": MATE, "kde": KDE}
+PHOTOS = LOMIRI + MATE + KDE
 
 
 def download(packages: list[str], folder: Path) -> None:
@@ -126,12 +181,26 @@ def sources_table(photos: tuple[Photo, ...], sizes: dict[str, tuple[int, int]]) 
     return "\n".join(lines) + "\n"
 
 
+def selected(collections: list[str] | None) -> tuple[Photo, ...]:
+    """The photos of the named collections, in their listed order; all of them for None."""
+    if not collections:
+        return PHOTOS
+    return tuple(p for p in PHOTOS if p.collection in collections)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "datasets" / "extra_photos")
     parser.add_argument("--debs", type=Path, help="folder of the .deb files (default: download)")
+    parser.add_argument(
+        "--collection",
+        action="append",
+        choices=sorted(COLLECTIONS),
+        help="only these collections (repeatable; default: all)",
+    )
     args = parser.parse_args()
-    packages = sorted({p.package for p in PHOTOS})
+    photos = selected(args.collection)
+    packages = sorted({p.package for p in photos})
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         debs = args.debs or work
@@ -140,7 +209,7 @@ def main() -> None:
         trees = {package: unpack(debs, package, work / "x") for package in packages}
         args.out.mkdir(parents=True, exist_ok=True)
         sizes = {}
-        for photo in PHOTOS:
+        for photo in photos:
             source = trees[photo.package] / photo.path
             if not source.is_file():
                 raise SystemExit(f"{photo.package}: no {photo.path} (another version?)")
@@ -152,7 +221,11 @@ def main() -> None:
             partial.replace(target)
             sizes[photo.name] = small.size
             print(f"{target}: {small.width}x{small.height}")
-    (args.out / "SOURCES.md").write_text(sources_table(PHOTOS, sizes))
+    # The folder holds exactly the selection: a photo of this script left from an earlier
+    # call with other collections would otherwise join training unasked.
+    for photo in set(PHOTOS) - set(photos):
+        (args.out / photo.name).unlink(missing_ok=True)
+    (args.out / "SOURCES.md").write_text(sources_table(photos, sizes))
 
 
 if __name__ == "__main__":

@@ -87,13 +87,18 @@ def test_downscaled_applies_the_exif_orientation(tmp_path: Path) -> None:
 def test_photo_names_and_sources_table() -> None:
     fetch = _script("fetch_extra_photos")
     names = [p.name for p in fetch.PHOTOS]
-    assert len(set(names)) == len(names) == 14
-    assert all(n.startswith("lomiri_") and n.endswith(".png") for n in names)
-    assert all(p.license.startswith(("CC-BY", "CC0")) for p in fetch.PHOTOS)
+    assert len(set(names)) == len(names) == 32
+    counts = {c: len(photos) for c, photos in fetch.COLLECTIONS.items()}
+    assert counts == {"lomiri": 14, "mate": 10, "kde": 8}
+    for collection, photos in fetch.COLLECTIONS.items():
+        assert all(p.name.startswith(f"{collection}_") and p.name.endswith(".png") for p in photos)
+    assert "lomiri_kleiber.png" in names and "kde_path.png" in names
+    assert all(p.license.startswith(("CC-BY", "CC0")) for p in fetch.LOMIRI)
+    assert {p.license for p in fetch.MATE + fetch.KDE} == {"GPL-2.0-or-later", "LGPL-3.0"}
+    assert fetch.selected(["lomiri"]) == fetch.LOMIRI and fetch.selected(None) == fetch.PHOTOS
     table = fetch.sources_table(fetch.PHOTOS, {n: (10, 20) for n in names})
-    assert (
-        table.count("\n| lomiri_") == 14 and "| Sander Klootwijk | CC-BY-SA-4.0 | 10x20 |" in table
-    )
+    assert table.count("\n| lomiri_") == 14 and table.count("\n| mate_") == 10
+    assert "| Sander Klootwijk | CC-BY-SA-4.0 | 10x20 |" in table
 
 
 @pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb (Debian)")
@@ -125,6 +130,11 @@ def test_fetch_from_deb_files(tmp_path: Path) -> None:
     assert made == sorted(p.name for p in fetch.PHOTOS)
     assert Image.open(out / made[0]).size == (32, 24)
     assert "| 32x24 |" in (out / "SOURCES.md").read_text()
+    # One collection: the folder then holds only its photos, the others' files are removed.
+    only = subprocess.run([*command, "--collection", "kde"], capture_output=True, text=True)
+    assert only.returncode == 0, only.stderr
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(p.name for p in fetch.KDE)
+    assert "lomiri_" not in (out / "SOURCES.md").read_text()
     missing = subprocess.run([*command[:3], str(tmp_path / "build"), *command[4:]],
                              capture_output=True, text=True)  # fmt: skip
     assert missing.returncode == 1 and "no lomiri-wallpapers" in missing.stderr
