@@ -53,11 +53,19 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread() -> Iterator[None]:
-    """Tiny models on two shared cores run much faster on one thread (no oversubscription)."""
+    """Tiny models on two shared cores run much faster on one thread (no oversubscription).
+    OMP_NUM_THREADS=1 too, so that the CLI's own thread choice (``set_threads``) keeps it, and
+    so do the commands tests start as processes."""
     previous = torch.get_num_threads()
+    previous_env = os.environ.get("OMP_NUM_THREADS")
     torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
     yield
     torch.set_num_threads(previous)
+    if previous_env is None:
+        del os.environ["OMP_NUM_THREADS"]
+    else:
+        os.environ["OMP_NUM_THREADS"] = previous_env
 
 
 @pytest.fixture

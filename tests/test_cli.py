@@ -16,6 +16,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from restormer.cli import app
+from restormer.cli.common import idle_cores
 from restormer.inference import restore
 from restormer.io import to_float, to_gray
 from restormer.weights import load_model
@@ -203,10 +204,49 @@ def test_bad_weights_and_options(tmp_path: Path, args: list[str], expected: str)
     assert len([line for line in text.splitlines() if line.strip()]) == 1
 
 
+@pytest.mark.parametrize(
+    ("cores", "load", "expected"),
+    [(2, 0.1, 2), (2, 0.6, 1), (2, 1.4, 1), (2, 3.0, 1), (16, 3.2, 13)],
+)
+def test_idle_cores_leave_busy_ones_alone(cores: int, load: float, expected: int) -> None:
+    assert idle_cores(cores, load) == expected
+
+
+def test_threads_option_and_its_default(
+    tmp_path: Path, models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--threads wins; without it OMP_NUM_THREADS is kept; without that, the idle cores."""
+    src = _save(tmp_path / "in.png", _photo())
+    seen: list[int] = []
+    monkeypatch.setattr(torch, "set_num_threads", seen.append)
+    code, _ = _run("restore", src, "-o", tmp_path / "a", "-w", models["rgb"], "--threads", 3)
+    assert code == 0 and seen == [3]
+    code, _ = _run("restore", src, "-o", tmp_path / "b", "-w", models["rgb"])  # OMP_NUM_THREADS=1
+    assert code == 0 and seen == [3]
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.2, 1.0, 1.0))
+    code, _ = _run("restore", src, "-o", tmp_path / "c", "-w", models["rgb"])
+    assert code == 0 and seen == [3, 1]
+    code, text = _run("restore", src, "-o", tmp_path / "d", "-w", models["rgb"], "--threads", 0)
+    assert code != 0 and "--threads" in text
+
+
 def test_empty_folder(tmp_path: Path, models: dict[str, Path]) -> None:
     (tmp_path / "empty").mkdir()
     code, text = _run("restore", tmp_path / "empty", "-o", tmp_path / "out", "-w", models["rgb"])
     assert code != 0 and "no images" in text
+
+
+def test_only_missing_inputs_give_one_line_and_no_output_folder(
+    tmp_path: Path, models: dict[str, Path]
+) -> None:
+    code, text = _run(
+        "restore", tmp_path / "nothere.png", "-o", tmp_path / "out", "-w", models["rgb"]
+    )
+    assert code == 1 and "nothere.png" in text and "no such file" in text
+    assert len([line for line in text.splitlines() if line.strip()]) == 1
+    assert not (tmp_path / "out").exists()
 
 
 def test_unwritable_output_folder(tmp_path: Path, models: dict[str, Path]) -> None:

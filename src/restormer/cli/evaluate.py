@@ -13,6 +13,7 @@ from restormer.cli.common import (
     DeviceOption,
     Precision,
     PrecisionOption,
+    ThreadsOption,
     TlcOption,
     app,
     err,
@@ -20,6 +21,7 @@ from restormer.cli.common import (
     load_model_or_fail,
     out,
     progress_bar,
+    set_threads,
 )
 from restormer.tasks import TASKS
 
@@ -60,6 +62,7 @@ def evaluate_command(
     tlc: TlcOption = None,
     device: DeviceOption = Device.cpu,
     precision: PrecisionOption = Precision.fp32,
+    threads: ThreadsOption = None,
     limit: Annotated[
         int | None, typer.Option(help="Evaluate only the first N images.", min=1)
     ] = None,
@@ -87,6 +90,7 @@ def evaluate_command(
         evaluation.check_outputs(samples, results_dir, save_images, overwrite=overwrite)
     except evaluation.EvaluationError as e:
         fail(escape(str(e)))  # file names may hold [brackets]
+    set_threads(threads)
     model = load_model_or_fail(
         weights if weights is not None else task, device.value, precision.value
     )

@@ -20,6 +20,7 @@ from restormer.cli.common import (
     OutputFormat,
     Precision,
     PrecisionOption,
+    ThreadsOption,
     TlcOption,
     UserError,
     app,
@@ -29,6 +30,7 @@ from restormer.cli.common import (
     out,
     prepare_output_dir,
     progress_bar,
+    set_threads,
 )
 from restormer.ensemble import ENSEMBLES, check_ensemble
 from restormer.io import (
@@ -99,6 +101,7 @@ def restore(
     tlc: TlcOption = None,
     device: DeviceOption = Device.cpu,
     precision: PrecisionOption = Precision.fp32,
+    threads: ThreadsOption = None,
     output_format: Annotated[
         OutputFormat, typer.Option("--format", "-f", help="Output file format.")
     ] = OutputFormat.png,
@@ -128,6 +131,7 @@ def restore(
         window = check_window(tlc) if tlc is not None else None
     except ValueError as e:
         fail(f"--tlc: {e}")
+    set_threads(threads)
     model = load_model_or_fail(
         weights if weights is not None else task, device.value, precision.value
     )  # type: ignore[arg-type]
@@ -136,10 +140,12 @@ def restore(
     jobs, problems = _plan_jobs(inputs or [], left, right, output_dir, output_format.value, model)
     if not jobs and not problems:
         fail("no input images given")
-    prepare_output_dir(output_dir)
-    failures = len(problems)
     for message in problems:
         err.print(f"[bold red]error:[/] {message}", markup=True)
+    if not jobs:  # nothing to restore: the errors say it all, and no output folder is made
+        raise typer.Exit(1)
+    prepare_output_dir(output_dir)
+    failures = len(problems)
     ok = _run_jobs(jobs, model, tile, tile_overlap, chosen_ensemble, overwrite, max_pixels)
     failures += len(jobs) - ok
     total = len(jobs) + len(problems)
