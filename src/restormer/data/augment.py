@@ -20,12 +20,15 @@ only, see :mod:`restormer.data.sampling`). Each sample's distribution is unchang
 
 :func:`draw_detailed_window` is ours: it draws several such windows and keeps the one with the
 most :func:`detail`, for training photos whose random crops are mostly flat.
+:func:`draw_scale` and :func:`shrink` are ours too: a window cut 1/s times larger and shrunk
+by s, so that a patch holds more (and cleaner) detail than the photo has per pixel.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 __all__ = [
@@ -35,8 +38,11 @@ __all__ = [
     "detail",
     "dihedral",
     "draw_detailed_window",
+    "draw_scale",
     "draw_window",
+    "shrink",
     "source_origin",
+    "source_size",
 ]
 
 NUM_MODES = 8
@@ -143,6 +149,27 @@ def detail(pixels: np.ndarray) -> float:
     vertical = np.abs(np.diff(values, axis=0)).mean() if values.shape[0] > 1 else 0.0
     horizontal = np.abs(np.diff(values, axis=1)).mean() if values.shape[1] > 1 else 0.0
     return float(vertical + horizontal)
+
+
+def draw_scale(rng: np.random.Generator, low: float, high: float) -> float:
+    """A shrink factor, log-uniform in [``low``, ``high``] (each halving equally likely); one
+    random number drawn, even when ``low == high``."""
+    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+
+
+def source_size(size: int, scale: float) -> int:
+    """The side of the window that :func:`shrink` makes ``size`` pixels at ``scale``."""
+    return max(size, int(np.ceil(size / scale - 1e-9)))
+
+
+def shrink(image: np.ndarray, size: int) -> np.ndarray:
+    """The square H x W x C float ``image`` resized to ``size`` x ``size`` by area averaging
+    (``cv2.INTER_AREA``: each output pixel the mean of the input pixels it covers, so no
+    aliasing and less of the photo's own noise); returned as is when already that size."""
+    if image.shape[0] == size and image.shape[1] == size:
+        return image
+    out = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    return out.reshape(size, size, *image.shape[2:])
 
 
 def crop(image: np.ndarray, top: int, left: int, size: int) -> np.ndarray:

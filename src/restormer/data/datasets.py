@@ -49,7 +49,15 @@ from typing import Any
 
 import numpy as np
 
-from restormer.data.augment import Window, crop, dihedral, draw_detailed_window
+from restormer.data.augment import (
+    Window,
+    crop,
+    dihedral,
+    draw_detailed_window,
+    draw_scale,
+    shrink,
+    source_size,
+)
 from restormer.data.cache import DecodeCache, DecodedImage
 from restormer.data.folders import pair_by_name, scan_images
 from restormer.data.noise import add_training_noise, draw_sigma, validation_noise
@@ -137,27 +145,33 @@ class TrainingSet(_Dataset):
         ``geometric_augs`` one of the 8 flips/rotations, the same for input and target.
         Images smaller than the window are mirrored at the bottom/right, as the official
         ``padding`` does. With ``detail_candidates`` k > 1 the window is the most detailed of
-        k such windows (:func:`restormer.data.augment.draw_detailed_window`). Gaussian
-        denoising: the input is the target plus noise (not clipped; may leave [0, 1]).
-        Randomness is drawn from ``rng`` only, in the order: window(s) with their
-        flip/rotation, noise level, noise.
+        k such windows (:func:`restormer.data.augment.draw_detailed_window`). With
+        ``downscale`` the window is cut 1/s times larger and shrunk to the patch
+        (:func:`restormer.data.augment.shrink`). Gaussian denoising: the input is the target
+        plus noise (not clipped; may leave [0, 1]). Randomness is drawn from ``rng`` only, in
+        the order: (with ``downscale``: s,) window(s) with their flip/rotation, noise level,
+        noise.
         """
         if isinstance(patch, bool) or not isinstance(patch, (int, np.integer)) or patch < 1:
             raise ValueError(f"patch must be a positive integer, not {patch!r}")
         item = self._items[index]
         window = self._window(item, rng, int(patch), self.loader_size)
-        target = self._cut(item.target, window)
+        target = self._cut(item.target, window, int(patch))
         if self.options.sigma is not None:
             sigma = draw_sigma(self.options.sigma, rng)
             return add_training_noise(target, sigma, rng), target
-        views = [self._cut(view, window) for view in item.inputs]
+        views = [self._cut(view, window, int(patch)) for view in item.inputs]
         return (views[0] if len(views) == 1 else np.concatenate(views, axis=0)), target
 
     def _window(
         self, item: _Item, rng: np.random.Generator, size: int, loader: int | None
     ) -> Window:
         """Where the sample of ``item`` is cut (``detail_candidates`` windows, the most
-        detailed target kept)."""
+        detailed target kept): ``size`` pixels wide, or 1/s times that with ``downscale``."""
+        if self.options.downscale is not None:
+            scale = draw_scale(rng, *self.options.downscale)
+            size = source_size(size, scale)
+            loader = source_size(loader, scale) if loader else loader
         return draw_detailed_window(
             rng,
             item.target.pixels(),
@@ -167,11 +181,13 @@ class TrainingSet(_Dataset):
             self.options.detail_candidates,
         )
 
-    def _cut(self, image: DecodedImage, window: Window) -> np.ndarray:
-        """The window's pixels of ``image``, flipped/rotated, as float32 C x P x P."""
-        return self._float_chw(
+    def _cut(self, image: DecodedImage, window: Window, patch: int) -> np.ndarray:
+        """The window's pixels of ``image``, flipped/rotated, shrunk to ``patch``, as float32
+        C x ``patch`` x ``patch``."""
+        hwc = self._float_hwc(
             crop(image.pixels(), window.top, window.left, window.size), window.mode
         )
+        return np.ascontiguousarray(shrink(hwc, patch).transpose(2, 0, 1))
 
 
 class ValidationSet(_Dataset):
@@ -248,9 +264,10 @@ class SyntheticTrainingSet(TrainingSet):
         crop is flipped/rotated (``geometric_augs``), degraded with ``rng`` and trimmed by
         ``margin`` on each side. So the patch is exactly the centre of a degraded larger
         crop, and what a blur reads beyond the patch is real image, not padding.
-        ``detail_candidates`` chooses among windows as for :class:`TrainingSet`. Randomness
-        comes from ``rng`` only, in the order: window(s) with their flip/rotation, (with a
-        ``clean_fraction``: whether to degrade,) degradation parameters, degradation.
+        ``detail_candidates`` and ``downscale`` choose and shrink windows as for
+        :class:`TrainingSet`. Randomness comes from ``rng`` only, in the order: (with
+        ``downscale``: s,) window(s) with their flip/rotation, (with a ``clean_fraction``:
+        whether to degrade,) degradation parameters, degradation.
         Gaussian tasks give unclipped inputs.
         """
         if isinstance(patch, bool) or not isinstance(patch, (int, np.integer)) or patch < 1:
@@ -262,6 +279,7 @@ class SyntheticTrainingSet(TrainingSet):
         clean = self._float_hwc(
             crop(item.target.pixels(), window.top, window.left, window.size), window.mode
         )
+        clean = shrink(clean, patch + 2 * margin)
         degraded = _checked(self._degrade(clean, rng), clean, self)
         inner = slice(margin, margin + patch)
         return _as_chw(degraded[inner, inner]), _as_chw(clean[inner, inner])

@@ -26,6 +26,12 @@ content alone. ``sampler_options`` (training only) reshape the draw of degradati
 many windows and keeps the one whose target has the most detail, so that photos which are mostly
 sky, bokeh or walls spend fewer steps on patches with nothing to restore (see
 :meth:`restormer.data.datasets.TrainingSet.sample`).
+
+``downscale: [low, high]`` (training only, Gaussian and synthetic sets, whose inputs are made
+from the targets; default none) is ours as well: each sample's clean window is cut 1/s times
+larger and shrunk by s, s log-uniform in [low, high] with 0 < low <= high <= 1. Photos saved at
+wallpaper size hold less detail per pixel than camera photos; shrinking packs more into each
+patch and averages away the photo's own noise and compression before the degradation is added.
 """
 
 from __future__ import annotations
@@ -99,15 +105,21 @@ _COMMON_KEYS = frozenset(
 )
 _KEYS: dict[Kind, frozenset[str]] = {
     "paired": _COMMON_KEYS | {"dataroot_lq"},
-    "gaussian": _COMMON_KEYS | {"dataroot_lq", "sigma_type", "sigma_range", "sigma_test", "in_ch"},
+    "gaussian": _COMMON_KEYS
+    | {"dataroot_lq", "sigma_type", "sigma_range", "sigma_test", "in_ch", "downscale"},
     "dual_pixel": _COMMON_KEYS | {"dataroot_lqL", "dataroot_lqR"},
-    "synthetic": _COMMON_KEYS | {"degradation", "seed", "clean_fraction", "sampler_options"},
+    "synthetic": _COMMON_KEYS
+    | {"degradation", "seed", "clean_fraction", "sampler_options", "downscale"},
 }
 # Official keys whose feature is not implemented: refusing them beats silently ignoring them.
 _UNSUPPORTED = {
     "meta_info_file": "reading pairs from a meta-information file is not supported; use folders",
     "mean": "input normalisation is not supported",
     "std": "input normalisation is not supported",
+}
+# Ours, but meaningless where the inputs are files: refusing them beats "unknown option".
+_TARGET_ONLY = {
+    "downscale": "only for sets whose inputs are made from the targets (Gaussian, synthetic)",
 }
 # Input folders of each kind, in channel order (dual-pixel: left view, then right view).
 INPUT_KEYS: dict[Kind, tuple[str, ...]] = {
@@ -158,6 +170,9 @@ class DatasetOptions:
     """Synthetic degradations, training: keyword arguments of the task's parameter sampler."""
     detail_candidates: int = 1
     """Training: windows drawn per sample, the most detailed one kept (1: plain random crop)."""
+    downscale: tuple[float, float] | None = None
+    """Training, Gaussian and synthetic sets: (low, high) of the log-uniform shrink factor of
+    each clean window; None: windows are cut at the photo's own scale."""
 
     def key(self, name: str) -> str:
         """The full option key, for messages: ``datasets.train.<name>``."""
@@ -202,6 +217,7 @@ def parse_dataset_options(
         clean_fraction=_clean_fraction(opt, key_prefix, train) if kind == "synthetic" else 0.0,
         sampler_options=_sampler_options(opt, key_prefix, train, degradation),
         detail_candidates=_detail_candidates(opt, key_prefix, train),
+        downscale=_downscale(opt, key_prefix, train),
     )
 
 
@@ -226,6 +242,8 @@ def _check_keys(opt: Mapping[str, Any], kind: Kind, prefix: str) -> None:
             raise DatasetOptionError(f"{prefix}: option names must be strings, got {_show(key)}")
         if key in _UNSUPPORTED:
             raise DatasetOptionError(f"{prefix}.{key}: {_UNSUPPORTED[key]}")
+        if key in _TARGET_ONLY and key not in _KEYS[kind]:
+            raise DatasetOptionError(f"{prefix}.{key}: {_TARGET_ONLY[key]}")
         if key != "type" and key not in _IGNORED and key not in _KEYS[kind]:
             raise DatasetOptionError(f"{prefix}.{key}: unknown option for {opt['type']}")
 
@@ -362,6 +380,23 @@ def _detail_candidates(opt: Mapping[str, Any], prefix: str, train: bool) -> int:
     """``detail_candidates`` of a training set: an integer >= 1, default 1."""
     given = _training_only(opt, "detail_candidates", prefix, train)
     return 1 if given is None else checked_int(given[1], given[0], minimum=1)
+
+
+def _downscale(opt: Mapping[str, Any], prefix: str, train: bool) -> tuple[float, float] | None:
+    """``downscale`` of a training set: [low, high] with 0 < low <= high <= 1, default none."""
+    given = _training_only(opt, "downscale", prefix, train)
+    if given is None:
+        return None
+    key, value = given
+    expected = f"{key}: expected [low, high] with 0 < low <= high <= 1"
+    if not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2:
+        raise DatasetOptionError(f"{expected}, got {_show(value)}")
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value):
+        raise DatasetOptionError(f"{expected}, got {_show(value)}")
+    low, high = (float(v) for v in value)
+    if not 0 < low <= high <= 1:
+        raise DatasetOptionError(f"{expected}, got {_show(value)}")
+    return low, high
 
 
 def _clean_fraction(opt: Mapping[str, Any], prefix: str, train: bool) -> float:
