@@ -184,10 +184,10 @@ class TrainingSet(_Dataset):
     def _cut(self, image: DecodedImage, window: Window, patch: int) -> np.ndarray:
         """The window's pixels of ``image``, flipped/rotated, shrunk to ``patch``, as float32
         C x ``patch`` x ``patch``."""
-        hwc = self._float_hwc(
-            crop(image.pixels(), window.top, window.left, window.size), window.mode
-        )
-        return np.ascontiguousarray(shrink(hwc, patch).transpose(2, 0, 1))
+        pixels = crop(image.pixels(), window.top, window.left, window.size)
+        if window.size == patch:  # no downscale: convert the patch straight to C x P x P
+            return self._float_chw(pixels, window.mode)
+        return _as_chw(shrink(self._float_hwc(pixels, window.mode), patch))
 
 
 class ValidationSet(_Dataset):
