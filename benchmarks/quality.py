@@ -330,6 +330,10 @@ def _table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _gpu_minutes(minutes: float) -> str:
+    return f"{minutes:.0f}" if minutes else "-"
+
+
 def markdown_table() -> str:
     """README's "Where they stand" table: the numbers ``--write-package`` recorded in the
     package, with each model's training iterations, CPU hours and test-time default."""
@@ -337,15 +341,16 @@ def markdown_table() -> str:
 
     measured = json.loads(QUALITY_FILE.read_text())["tasks"] if QUALITY_FILE.is_file() else {}
     lines = [
-        "| task | iterations | CPU h | default | case | input | baseline | ours ± s.e. | target |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| task | iterations | CPU h | GPU min | default | case | input | baseline | ours ± s.e. "
+        "| target |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for task, model in shipped_models().items():
         if model is None or task not in measured:
             continue
         lead = (
             f"`{task}` | {model.training.iterations:,} | {model.training.hours:.1f} | "
-            f"{model.defaults.describe()}"
+            f"{_gpu_minutes(model.training.gpu_minutes)} | {model.defaults.describe()}"
         )
         for row in measured[task]["cases"]:
             base = (
@@ -359,7 +364,7 @@ def markdown_table() -> str:
                 f"| {lead} | {row['case']} | {_number(row['input'])} | {base} | "
                 f"{_ours(row)} | {target}{mark} |"
             )
-            lead = " | | | "
+            lead = " | | | | "
     return "\n".join(lines)
 
 

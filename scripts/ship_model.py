@@ -148,6 +148,7 @@ def main() -> None:
     record = TrainingRecord(
         iterations=int(lineage.get("iterations", 0)) + int(state["iter"]),
         hours=round(float(lineage.get("hours", 0.0)) + hours, 2),
+        gpu_minutes=round(float(lineage.get("gpu_minutes", 0.0)) + _burst_minutes(lineage), 1),
         data=_data_description(
             options.train_dataset, trained_on=_trained_images(state, experiment, args.task)
         ),
@@ -285,6 +286,8 @@ def judge(task: str, new: list[dict[str, Any]], old: list[dict[str, Any]]) -> tu
 def _command(task: str, lineage: dict[str, Any]) -> str:
     """The command that trains this lineage's last run again (a run warm-started from another
     task's model records that task in its ``lineage.json``, a ``--cycle`` run its cycle)."""
+    if lineage.get("burst"):
+        return burst_command(task, [*lineage.get("bursts", []), lineage["burst"]])
     command = f"python scripts/train_shipped.py {task}"
     if lineage.get("from"):
         command += f" --restart-from {lineage['from']}"
@@ -294,6 +297,28 @@ def _command(task: str, lineage: dict[str, Any]) -> str:
         if cycle.get("patch") is not None:
             command += f" --cycle-patch {cycle['patch']}"
     return command
+
+
+def burst_command(task: str, bursts: list[dict[str, Any]]) -> str:
+    """The ``scripts/gpu_burst.py`` commands of a lineage's GPU bursts, in order (photos as
+    ``gpu_burst.py --pack-photos .gpu/photos/train`` packs them for the lease)."""
+    commands = []
+    for index, burst in enumerate(bursts):
+        command = (
+            f"python scripts/gpu_burst.py {task} --minutes {burst['minutes']:g} "
+            f"--batch {burst['batch']} --patch {burst['patch']} --lr {burst['lr']:g} "
+            f"--seed {burst['seed']} --photos .gpu/photos/train --out bursts"
+        )
+        if index:
+            command += f" --warm-start bursts/{task}.state"
+        commands.append(command)
+    return " && ".join(commands)
+
+
+def _burst_minutes(lineage: dict[str, Any]) -> float:
+    """Minutes on a lent GPU of the lineage's bursts (``scripts/gpu_burst.py``)."""
+    bursts = [*lineage.get("bursts", []), *([lineage["burst"]] if lineage.get("burst") else [])]
+    return sum(float(burst["seconds"]) for burst in bursts) / 60
 
 
 def _cpu_seconds(state: dict[str, Any], experiment: ExperimentDir) -> float:

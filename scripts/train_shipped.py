@@ -398,7 +398,8 @@ def _start_lineage(experiment: ExperimentDir, checkpoint: Any, **extra: str) -> 
     """Write the run's ``lineage.json``: the iterations and hours of the shipped model it
     starts from (``checkpoint``), plus ``extra``; returns what it wrote."""
     record = json.loads(checkpoint.metadata.get(TRAINING_METADATA_KEY, "{}"))
-    lineage = {k: v for k, v in record.items() if k in ("iterations", "hours")} | extra
+    carried = ("iterations", "hours", "gpu_minutes")
+    lineage = {k: v for k, v in record.items() if k in carried} | extra
     experiment.root.mkdir(parents=True, exist_ok=True)
     (experiment.root / "lineage.json").write_text(json.dumps(lineage))
     return lineage

@@ -159,24 +159,30 @@ def test_restart_from_another_task_ignores_the_shipped_model(
     monkeypatch.setattr("sys.argv", [*argv, "--restart-from", "deraining"])
     with pytest.raises(SystemExit, match="--restart-from deraining: its model has another"):
         module.main()  # with-bias LayerNorms: weights the bias-free ones do not have
-    monkeypatch.setattr("sys.argv", [*argv, "--restart-from", "real-denoising"])
+    monkeypatch.setattr("sys.argv", [*argv, "--restart-from", "gaussian-color-denoising"])
     with pytest.raises(SystemExit) as stopped:
         module.main()
     assert stopped.value.code == 0
-    warm = tmp_path / "gaussian-gray-denoising" / "warm_start_from_real-denoising.safetensors"
+    warm = (
+        tmp_path
+        / "gaussian-gray-denoising"
+        / "warm_start_from_gaussian-color-denoising.safetensors"
+    )
     assert f"path.pretrain_network_g={warm}" in commands[0]
     # the source's training counts in the lineage, and the command that repeats it is recorded
     lineage = json.loads((tmp_path / "gaussian-gray-denoising" / "lineage.json").read_text())
     source = TrainingRecord.from_json(
-        read_checkpoint(shipped_path("real-denoising")).metadata[TRAINING_METADATA_KEY]
+        read_checkpoint(shipped_path("gaussian-color-denoising")).metadata[TRAINING_METADATA_KEY]
     )
     assert lineage == {
         "iterations": source.iterations,
         "hours": source.hours,
-        "from": "real-denoising",
+        "gpu_minutes": source.gpu_minutes,  # trained for minutes on a lent GPU too
+        "from": "gaussian-color-denoising",
     }
     assert _script("ship_model")._command("gaussian-gray-denoising", lineage) == (
-        "python scripts/train_shipped.py gaussian-gray-denoising --restart-from real-denoising"
+        "python scripts/train_shipped.py gaussian-gray-denoising "
+        "--restart-from gaussian-color-denoising"
     )
 
 

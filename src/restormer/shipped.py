@@ -3,12 +3,12 @@
 ``src/restormer/models/<task>.safetensors`` holds the weights (half precision: they are
 stored as float16 and computed in float32, which changes no printed PSNR digit) with three
 metadata entries: the network configuration (as every safetensors file of ours has);
-``restormer_training``, a JSON record of how the model was made: training iterations and
-CPU hours summed over every run that led to it, the data, the option file and the command
-that reproduces it; and ``restormer_restore_defaults``, the test-time options measured to
-help it (:mod:`restormer.restore_defaults`). ``models/quality.json`` holds the held-out
-quality numbers measured by ``benchmarks/quality.py`` (input, classical baseline and ours
-per case).
+``restormer_training``, a JSON record of how the model was made: training iterations, CPU
+hours and minutes on a lent GPU summed over every run that led to it, the data, the option
+file and the command that reproduces it; and ``restormer_restore_defaults``, the test-time
+options measured to help it (:mod:`restormer.restore_defaults`). ``models/quality.json``
+holds the held-out quality numbers measured by ``benchmarks/quality.py`` (input, classical
+baseline and ours per case).
 
 Nothing here downloads anything: a task whose file is not in the package is reported as not
 shipped, in one line.
@@ -47,6 +47,7 @@ class TrainingRecord:
 
     iterations: int = 0
     hours: float = 0.0
+    gpu_minutes: float = 0.0  # on a lent GPU (scripts/gpu_burst.py), not in ``hours``
     data: str = ""
     options: str = ""
     command: str = ""

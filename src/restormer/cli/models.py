@@ -42,6 +42,7 @@ def models(
     table.add_column("params", justify="right", no_wrap=True)
     table.add_column("iters", justify="right", no_wrap=True)
     table.add_column("CPU h", justify="right", no_wrap=True)
+    table.add_column("GPU min", justify="right", no_wrap=True)
     table.add_column("default", no_wrap=True)
     table.add_column("case", min_width=12)
     table.add_column("input", justify="right", no_wrap=True)
@@ -51,7 +52,7 @@ def models(
     notes = []
     for task, model in shipped.items():
         if model is None:
-            table.add_row(task, "-", "-", "-", "", "not shipped", "", "", "", "")
+            table.add_row(task, "-", "-", "-", "-", "", "not shipped", "", "", "", "")
             continue
         record = model.training
         facts = [
@@ -59,6 +60,7 @@ def models(
             f"{model.parameters / 1e6:.2f} M",
             f"{record.iterations:,}",
             f"{record.hours:.1f}",
+            f"{record.gpu_minutes:.0f}" if record.gpu_minutes else "-",
             model.defaults.describe(),
         ]
         cases = (quality.get(task) or {}).get("cases") or [None]
