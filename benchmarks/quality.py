@@ -330,10 +330,6 @@ def _table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _gpu_minutes(minutes: float) -> str:
-    return f"{minutes:.0f}" if minutes else "-"
-
-
 def markdown_table() -> str:
     """README's "Where they stand" table: the numbers ``--write-package`` recorded in the
     package, with each model's training iterations, CPU hours and test-time default."""
@@ -350,7 +346,7 @@ def markdown_table() -> str:
             continue
         lead = (
             f"`{task}` | {model.training.iterations:,} | {model.training.hours:.1f} | "
-            f"{_gpu_minutes(model.training.gpu_minutes)} | {model.defaults.describe()}"
+            f"{model.training.gpu_minutes_cell()} | {model.defaults.describe()}"
         )
         for row in measured[task]["cases"]:
             base = (

@@ -41,27 +41,28 @@ from and the bursts), which ``scripts/ship_model.py`` judges and ships like any 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import shutil
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from restormer.data import StageSchedule, TrainingData, build_training_set
+from restormer.files import write_atomically
 from restormer.model import Restormer
 from restormer.shipped import TRAINING_METADATA_KEY, TrainingRecord, shipped_path
 from restormer.tasks import TASKS
 from restormer.train import load_options
 from restormer.train.checkpoint import ExperimentDir, load_state, save_state
 from restormer.train.deepen import deepen_state_dict, depth_change
+from restormer.train.trainer import _autocast, _Ema, _optimizer, _pixel_loss
 from restormer.weights import CONFIG_METADATA_KEY, read_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,7 +134,7 @@ def train(args: argparse.Namespace) -> None:
     model = Restormer(**options.network.to_dict()).to(device)
     weights, origin, first_step = starting_point(args, options.network.to_dict())
     model.load_state_dict(weights)
-    step = _Step(model, options, args.lr, device)
+    step = _Step(model, options, device)
     args.out.mkdir(parents=True, exist_ok=True)
     device_name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     print(
@@ -155,7 +156,9 @@ def train(args: argparse.Namespace) -> None:
             "from": origin,
         }
         state = step.state(first_step + steps, len(training_set), burst)
-        _write(state, args.out / f"{args.task}.state")
+        # whole or not at all: the lease may end the run at any moment
+        path = args.out / f"{args.task}.state"
+        write_atomically(path, partial(torch.save, state), overwrite=True)
 
     budget = args.minutes * 60
     start = last_save = time.monotonic()
@@ -200,44 +203,31 @@ def starting_point(
 
 
 class _Step:
-    """One optimiser step of the recipe (loss, AdamW, clipping, bf16 autocast) and the
-    moving average of the weights, as ``restormer train`` does them."""
+    """One optimiser step of the recipe (loss, optimiser, clipping, autocast) and the moving
+    average of the weights, with ``restormer train``'s own pieces."""
 
-    def __init__(self, model: Restormer, options: Any, lr: float, device: torch.device) -> None:
+    def __init__(self, model: Restormer, options: Any, device: torch.device) -> None:
         self.model = model
         self.options = options
-        o = options.optimizer
-        kind = torch.optim.AdamW if o.type == "AdamW" else torch.optim.Adam
-        self.optimizer = kind(model.parameters(), lr=lr, weight_decay=o.weight_decay, betas=o.betas)
+        self.device = device
+        self.optimizer = _optimizer(model, options)  # at train.optim_g.lr: the burst's --lr
         eta_mins = options.scheduler.eta_mins
         self.floor = min(eta_mins) if eta_mins else 1e-6
-        self.decay = options.ema_decay or 0.999
-        self.ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        self.loss_fn = F.l1_loss if options.loss.type == "L1Loss" else F.mse_loss
-        self.autocast = (
-            torch.autocast(device.type, dtype=torch.bfloat16)
-            if options.precision != "fp32"
-            else contextlib.nullcontext()
-        )
+        self.ema = _Ema(model, options.ema_decay or 0.999)
         model.train()
 
     def __call__(self, inputs: torch.Tensor, targets: torch.Tensor, lr: float) -> torch.Tensor:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
-        with self.autocast:
+        with _autocast(self.options.precision, self.device):
             outputs = self.model(inputs)
-        loss = self.options.loss.loss_weight * self.loss_fn(outputs.float(), targets)
+        loss = _pixel_loss(outputs.float(), targets, self.options)
         loss.backward()
         if self.options.use_grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.options.grad_clip_norm)
         self.optimizer.step()
-        with torch.no_grad():
-            for key, value in self.model.state_dict().items():
-                if self.ema[key].is_floating_point():
-                    self.ema[key].lerp_(value, 1 - self.decay)
-                else:
-                    self.ema[key].copy_(value)
+        self.ema.update(self.model)
         return loss.detach()
 
     def state(self, iteration: int, photos: int, burst: dict[str, Any]) -> dict[str, Any]:
@@ -245,10 +235,8 @@ class _Step:
         no optimiser moments (a burst's schedule ends at the floor; nothing resumes it)."""
         return {
             "iter": iteration,
-            "model": {
-                k: v.detach().to("cpu", torch.float16) for k, v in self.model.state_dict().items()
-            },
-            "ema": {k: v.to("cpu", torch.float16) for k, v in self.ema.items()},
+            "model": _half(self.model.state_dict()),
+            "ema": _half(self.ema.state_dict()),
             "optimizer": {},
             "cpu_seconds": 0.0,
             "training_images": photos,
@@ -256,11 +244,8 @@ class _Step:
         }
 
 
-def _write(state: dict[str, Any], path: Path) -> None:
-    """``path``, written whole or not at all (the lease may end the run at any moment)."""
-    temporary = path.with_name(f".{path.name}.part")
-    torch.save(state, temporary)
-    temporary.replace(path)
+def _half(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", torch.float16) for k, v in params.items()}
 
 
 def _without_from(burst: dict[str, Any]) -> dict[str, Any]:

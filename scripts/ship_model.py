@@ -287,7 +287,7 @@ def _command(task: str, lineage: dict[str, Any]) -> str:
     """The command that trains this lineage's last run again (a run warm-started from another
     task's model records that task in its ``lineage.json``, a ``--cycle`` run its cycle)."""
     if lineage.get("burst"):
-        return burst_command(task, [*lineage.get("bursts", []), lineage["burst"]])
+        return burst_command(task, _bursts(lineage))
     command = f"python scripts/train_shipped.py {task}"
     if lineage.get("from"):
         command += f" --restart-from {lineage['from']}"
@@ -315,10 +315,14 @@ def burst_command(task: str, bursts: list[dict[str, Any]]) -> str:
     return " && ".join(commands)
 
 
+def _bursts(lineage: dict[str, Any]) -> list[dict[str, Any]]:
+    """The lineage's GPU bursts (``scripts/gpu_burst.py``), in order: earlier ones, the last."""
+    return [*lineage.get("bursts", []), *([lineage["burst"]] if lineage.get("burst") else [])]
+
+
 def _burst_minutes(lineage: dict[str, Any]) -> float:
-    """Minutes on a lent GPU of the lineage's bursts (``scripts/gpu_burst.py``)."""
-    bursts = [*lineage.get("bursts", []), *([lineage["burst"]] if lineage.get("burst") else [])]
-    return sum(float(burst["seconds"]) for burst in bursts) / 60
+    """Minutes on a lent GPU of the lineage's bursts."""
+    return sum(float(burst["seconds"]) for burst in _bursts(lineage)) / 60
 
 
 def _cpu_seconds(state: dict[str, Any], experiment: ExperimentDir) -> float:

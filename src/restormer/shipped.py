@@ -62,6 +62,10 @@ class TrainingRecord:
         known = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw}
         return cls(**known)
 
+    def gpu_minutes_cell(self) -> str:
+        """``gpu_minutes`` for a table: whole minutes, ``-`` for none."""
+        return f"{self.gpu_minutes:.0f}" if self.gpu_minutes else "-"
+
     def to_json(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)
 

@@ -60,7 +60,7 @@ def models(
             f"{model.parameters / 1e6:.2f} M",
             f"{record.iterations:,}",
             f"{record.hours:.1f}",
-            f"{record.gpu_minutes:.0f}" if record.gpu_minutes else "-",
+            record.gpu_minutes_cell(),
             model.defaults.describe(),
         ]
         cases = (quality.get(task) or {}).get("cases") or [None]
