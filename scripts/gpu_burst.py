@@ -62,7 +62,7 @@ from restormer.tasks import TASKS
 from restormer.train import load_options
 from restormer.train.checkpoint import ExperimentDir, load_state, save_state
 from restormer.train.deepen import deepen_state_dict, depth_change
-from restormer.train.trainer import _autocast, _Ema, _optimizer, _pixel_loss
+from restormer.train.step import WeightAverage, autocast, make_optimizer, pixel_loss
 from restormer.weights import CONFIG_METADATA_KEY, read_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -210,19 +210,19 @@ class _Step:
         self.model = model
         self.options = options
         self.device = device
-        self.optimizer = _optimizer(model, options)  # at train.optim_g.lr: the burst's --lr
+        self.optimizer = make_optimizer(model, options)  # at train.optim_g.lr: the burst's --lr
         eta_mins = options.scheduler.eta_mins
         self.floor = min(eta_mins) if eta_mins else 1e-6
-        self.ema = _Ema(model, options.ema_decay or 0.999)
+        self.ema = WeightAverage(model, options.ema_decay or 0.999)
         model.train()
 
     def __call__(self, inputs: torch.Tensor, targets: torch.Tensor, lr: float) -> torch.Tensor:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
-        with _autocast(self.options.precision, self.device):
+        with autocast(self.options.precision, self.device):
             outputs = self.model(inputs)
-        loss = _pixel_loss(outputs.float(), targets, self.options)
+        loss = pixel_loss(outputs.float(), targets, self.options)
         loss.backward()
         if self.options.use_grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.options.grad_clip_norm)

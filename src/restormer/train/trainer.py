@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -46,6 +45,7 @@ from restormer.train.checkpoint import (
 from restormer.train.log import TrainingLog
 from restormer.train.options import OptionError, TrainOptions
 from restormer.train.schedule import LearningRateSchedule
+from restormer.train.step import WeightAverage, autocast, make_optimizer, pixel_loss
 from restormer.train.validation import validate
 
 
@@ -120,8 +120,10 @@ class _Trainer:
         self.model = Restormer(**options.network.to_dict()).to(info.device)
         if options.pretrain_network_g is not None:
             self._load_pretrained(options.pretrain_network_g, options.strict_load_g)
-        self.optimizer = _optimizer(self.model, options)
-        self.ema = _Ema(self.model, options.ema_decay) if options.ema_decay is not None else None
+        self.optimizer = make_optimizer(self.model, options)
+        self.ema = (
+            WeightAverage(self.model, options.ema_decay) if options.ema_decay is not None else None
+        )
         self.scaler = torch.amp.GradScaler("cuda") if options.precision == "fp16" else None
         self.net: nn.Module = (
             DistributedDataParallel(
@@ -187,8 +189,8 @@ class _Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.ema is not None:
-            if state.get("ema") is None:
-                self.ema = _Ema(self.model, self.ema.decay)  # EMA switched on now: start it here
+            if state.get("ema") is None:  # EMA switched on now: start it here
+                self.ema = WeightAverage(self.model, self.ema.decay)
             else:
                 self.ema.load_state_dict(state["ema"])
         if self.scaler is not None and state.get("scaler"):
@@ -294,9 +296,9 @@ class _Trainer:
             # DDP: gradients are averaged across processes once, after the last micro-batch
             sync = index == len(parts) - 1 or not self.info.distributed
             with contextlib.nullcontext() if sync else self.net.no_sync():  # type: ignore[operator]
-                with _autocast(options.precision, self.info.device):
+                with autocast(options.precision, self.info.device):
                     outputs = self.net(inputs[start:stop])
-                loss = _pixel_loss(outputs.float(), targets[start:stop], options)
+                loss = pixel_loss(outputs.float(), targets[start:stop], options)
                 if options.loss.reduction == "mean":
                     loss = loss * ((stop - start) / inputs.shape[0])
                 if self.scaler is not None:
@@ -431,57 +433,6 @@ def _check_channels(
             raise OptionError(
                 f"network_g.{key}: {wanted}, but {dataset_key} gives {given}-channel {what}"
             )
-
-
-def _optimizer(model: nn.Module, options: TrainOptions) -> torch.optim.Optimizer:
-    o = options.optimizer
-    kind = torch.optim.AdamW if o.type == "AdamW" else torch.optim.Adam
-    params = [p for p in model.parameters() if p.requires_grad]
-    return kind(params, lr=o.lr, weight_decay=o.weight_decay, betas=o.betas)
-
-
-def _pixel_loss(outputs: Tensor, targets: Tensor, options: TrainOptions) -> Tensor:
-    loss_fn = F.l1_loss if options.loss.type == "L1Loss" else F.mse_loss
-    return options.loss.loss_weight * loss_fn(outputs, targets, reduction=options.loss.reduction)
-
-
-def _autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
-
-
-class _Ema:
-    """Exponential moving average of the weights (and a copy of the buffers)."""
-
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        self.decay = decay
-        self.params = {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        for name, value in model.state_dict().items():
-            average = self.params[name]
-            if average.is_floating_point():
-                average.lerp_(value.detach(), 1 - self.decay)
-            else:
-                average.copy_(value)
-
-    def state_dict(self) -> dict[str, Tensor]:
-        return self.params
-
-    def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        for name, value in state.items():
-            self.params[name].copy_(value)
-
-    def model_like(self, model: nn.Module) -> nn.Module:
-        """A copy of ``model`` carrying the averaged weights (for validation)."""
-        import copy
-
-        twin = copy.deepcopy(model)
-        twin.load_state_dict(self.params)
-        return twin
 
 
 def _write_options(path: Path, options: TrainOptions) -> None:

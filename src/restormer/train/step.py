@@ -1,0 +1,70 @@
+"""The parts of one optimisation step that every training loop shares.
+
+The trainer (``restormer.train.trainer``) and ``scripts/gpu_burst.py`` build their steps from
+these, so a recipe's optimiser, loss, mixed precision and weight averaging mean the same thing
+whichever loop runs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from restormer.train.options import TrainOptions
+
+
+def make_optimizer(model: nn.Module, options: TrainOptions) -> torch.optim.Optimizer:
+    """The recipe's Adam or AdamW over the model's trainable parameters."""
+    o = options.optimizer
+    kind = torch.optim.AdamW if o.type == "AdamW" else torch.optim.Adam
+    params = [p for p in model.parameters() if p.requires_grad]
+    return kind(params, lr=o.lr, weight_decay=o.weight_decay, betas=o.betas)
+
+
+def pixel_loss(outputs: Tensor, targets: Tensor, options: TrainOptions) -> Tensor:
+    """The recipe's weighted L1 or MSE loss between restored and target images."""
+    loss_fn = F.l1_loss if options.loss.type == "L1Loss" else F.mse_loss
+    return options.loss.loss_weight * loss_fn(outputs, targets, reduction=options.loss.reduction)
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """Mixed precision for the forward pass: none for fp32, else bf16 or fp16 autocast."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+class WeightAverage:
+    """Exponential moving average of a model's weights (and a copy of its buffers)."""
+
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.params = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for name, value in model.state_dict().items():
+            average = self.params[name]
+            if average.is_floating_point():
+                average.lerp_(value.detach(), 1 - self.decay)
+            else:
+                average.copy_(value)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return self.params
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        for name, value in state.items():
+            self.params[name].copy_(value)
+
+    def model_like(self, model: nn.Module) -> nn.Module:
+        """A copy of ``model`` carrying the averaged weights (for validation)."""
+        twin = copy.deepcopy(model)
+        twin.load_state_dict(self.params)
+        return twin
