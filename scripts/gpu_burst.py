@@ -23,7 +23,11 @@ tasks share one GPU by running one process each.
 
 Measured on one H200 (2026-12-04, torch 2.11): four tasks at once, 16 CPU cores, ran 1.0-1.5
 steps a second each (64 x 128 px; motion 32 x 192) with the GPU busy all the time; one task
-alone 4.7 steps a second (~300 patches a second, against ~2 for a CPU trainer here).
+alone 4.7 steps a second (~300 patches a second, against ~2 for a CPU trainer here). Those
+bursts ran the step in fp32, eagerly; ``--precision bf16``, ``--compile MODE`` and the fused
+AdamW (always on CUDA now) are what ``benchmarks/gpu_step.py`` measures, in one short run.
+Making the batches is not the limit: one CPU core makes 180-680 patches a second (motion to
+gray denoising, 2026-12-04), so three workers keep up with several times that rate.
 
 The lease carries at most 64 MiB of files, the package's weights included, so the training
 photos travel as JPEG (quality 95, no chroma subsampling: 16.6 MB for the 56, PSNR ~45 dB to
@@ -92,6 +96,7 @@ def burst_overrides(args: argparse.Namespace) -> list[str]:
         f"datasets.train.mini_batch_sizes=[{args.batch}]",
         f"datasets.train.gt_size={args.patch}",
         f"train.optim_g.lr={args.lr}",
+        f"train.precision={args.precision}",
     ]
     if args.photos:
         overrides.append(f"datasets.train.dataroot_gt={args.photos}")
@@ -134,7 +139,7 @@ def train(args: argparse.Namespace) -> None:
     model = Restormer(**options.network.to_dict()).to(device)
     weights, origin, first_step = starting_point(args, options.network.to_dict())
     model.load_state_dict(weights)
-    step = _Step(model, options, device)
+    step = BurstStep(model, options, device, compile=args.compile)
     args.out.mkdir(parents=True, exist_ok=True)
     device_name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     print(
@@ -152,6 +157,8 @@ def train(args: argparse.Namespace) -> None:
             "patch": args.patch,
             "lr": args.lr,
             "seed": args.seed,
+            "precision": args.precision,
+            "compile": args.compile,
             "device": device_name,
             "from": origin,
         }
@@ -202,18 +209,34 @@ def starting_point(
     return weights, origin, int(earlier["iter"])
 
 
-class _Step:
+class BurstStep:
     """One optimiser step of the recipe (loss, optimiser, clipping, autocast) and the moving
-    average of the weights, with ``restormer train``'s own pieces."""
+    average of the weights, with ``restormer train``'s own pieces.
 
-    def __init__(self, model: Restormer, options: Any, device: torch.device) -> None:
+    ``fused_optimizer``: PyTorch's one-kernel AdamW (default: on CUDA). ``compile`` names a
+    ``torch.compile`` mode for the forward pass (``"default"``, ``"reduce-overhead"``: CUDA
+    graphs, ``"max-autotune"``), or None for eager; see ``benchmarks/gpu_step.py``.
+    """
+
+    def __init__(
+        self,
+        model: Restormer,
+        options: Any,
+        device: torch.device,
+        *,
+        compile: str | None = None,
+        fused_optimizer: bool | None = None,
+    ) -> None:
         self.model = model
         self.options = options
         self.device = device
-        self.optimizer = make_optimizer(model, options)  # at train.optim_g.lr: the burst's --lr
+        # at train.optim_g.lr: the burst's --lr
+        fused = device.type == "cuda" if fused_optimizer is None else fused_optimizer
+        self.optimizer = make_optimizer(model, options, fused=fused)
         eta_mins = options.scheduler.eta_mins
         self.floor = min(eta_mins) if eta_mins else 1e-6
         self.ema = WeightAverage(model, options.ema_decay or 0.999)
+        self.forward = model if compile is None else torch.compile(model, mode=compile)
         model.train()
 
     def __call__(self, inputs: torch.Tensor, targets: torch.Tensor, lr: float) -> torch.Tensor:
@@ -221,7 +244,7 @@ class _Step:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.options.precision, self.device):
-            outputs = self.model(inputs)
+            outputs = self.forward(inputs)
         loss = pixel_loss(outputs.float(), targets, self.options)
         loss.backward()
         if self.options.use_grad_clip:
@@ -261,6 +284,7 @@ def adopt(args: argparse.Namespace) -> None:
         raise SystemExit(f"{experiment.root} exists: move it aside first")
     experiment.create()
     args.batch, args.patch, args.lr, args.photos = burst["batch"], burst["patch"], burst["lr"], None
+    args.precision = burst.get("precision", "fp32")  # the first bursts ran in fp32
     source = ROOT / "configs" / "shipped" / f"{args.task}.yml"
     options_text = source.read_text()
     (experiment.root / "options.yml").write_text(options_text)
@@ -302,6 +326,17 @@ def main() -> None:
     parser.add_argument("--save-every", type=float, default=60.0)
     parser.add_argument("--warm-start", type=Path, help="an earlier burst's TASK.state")
     parser.add_argument("--pack-photos", type=Path, help="write JPEG copies of the photos here")
+    parser.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="forward pass in fp32 (default) or bf16 autocast",
+    )
+    parser.add_argument(
+        "--compile",
+        choices=["default", "reduce-overhead", "max-autotune"],
+        help="torch.compile the forward pass in this mode (benchmarks/gpu_step.py measures them)",
+    )
     parser.add_argument("--adopt", type=Path, help="a burst's TASK.state: make experiments/TASK")
     args = parser.parse_args()
     if args.pack_photos:

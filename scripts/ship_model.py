@@ -309,6 +309,10 @@ def burst_command(task: str, bursts: list[dict[str, Any]]) -> str:
             f"--batch {burst['batch']} --patch {burst['patch']} --lr {burst['lr']:g} "
             f"--seed {burst['seed']} --photos .gpu/photos/train --out bursts"
         )
+        if burst.get("precision", "fp32") != "fp32":  # the first bursts did not record it
+            command += f" --precision {burst['precision']}"
+        if burst.get("compile"):
+            command += f" --compile {burst['compile']}"
         if index:
             command += f" --warm-start bursts/{task}.state"
         commands.append(command)

@@ -21,7 +21,10 @@ from .test_shipped import ROOT, _script
 
 
 def _burst_args(**changes: object) -> argparse.Namespace:
-    args = dict(batch=64, patch=128, lr=3e-4, photos=None, warm_start=None, seed=7)
+    args = dict(
+        batch=64, patch=128, lr=3e-4, photos=None, warm_start=None, seed=7, precision="fp32"
+    )
+    args["compile"] = None
     return argparse.Namespace(**{**args, **changes})
 
 
@@ -47,6 +50,9 @@ def test_a_burst_is_the_recipe_with_one_stage_of_its_batches(task: str) -> None:
         assert (stages.batch(iteration), stages.patch(iteration)) == (32, 192)
     assert options.train_dataset["dataroot_gt"] == "elsewhere"
     assert options.optimizer.lr == 3e-4
+    assert options.precision == "fp32"
+    overrides = module.burst_overrides(_burst_args(precision="bf16"))
+    assert load_options(ROOT / "configs" / "shipped" / f"{task}.yml", overrides).precision == "bf16"
 
 
 def test_a_burst_state_becomes_an_experiment_that_ship_model_can_judge(
@@ -104,10 +110,12 @@ def test_a_second_burst_records_the_first_and_counts_on_from_its_steps(tmp_path:
     assert steps == 500 and loaded["w"].dtype == torch.float32
     assert lineage == {"iterations": 100, "hours": 1.0, "bursts": [first]}
     second = {"minutes": 3.0, "batch": 64, "patch": 128, "lr": 2e-4, "seed": 2}
+    second |= {"precision": "bf16", "compile": "default"}  # the first burst recorded neither
     command = _script("ship_model")._command("deraining", {**lineage, "burst": second})
     assert command == (
         "python scripts/gpu_burst.py deraining --minutes 8 --batch 64 --patch 128 --lr 0.0003 "
         "--seed 1 --photos .gpu/photos/train --out bursts && python scripts/gpu_burst.py "
         "deraining --minutes 3 --batch 64 --patch 128 --lr 0.0002 --seed 2 --photos "
-        ".gpu/photos/train --out bursts --warm-start bursts/deraining.state"
+        ".gpu/photos/train --out bursts --precision bf16 --compile default "
+        "--warm-start bursts/deraining.state"
     )

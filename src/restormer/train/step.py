@@ -18,12 +18,16 @@ from torch import Tensor, nn
 from restormer.train.options import TrainOptions
 
 
-def make_optimizer(model: nn.Module, options: TrainOptions) -> torch.optim.Optimizer:
-    """The recipe's Adam or AdamW over the model's trainable parameters."""
+def make_optimizer(
+    model: nn.Module, options: TrainOptions, *, fused: bool = False
+) -> torch.optim.Optimizer:
+    """The recipe's Adam or AdamW over the model's trainable parameters; ``fused``: PyTorch's
+    one-kernel implementation (CUDA), else its default."""
     o = options.optimizer
     kind = torch.optim.AdamW if o.type == "AdamW" else torch.optim.Adam
     params = [p for p in model.parameters() if p.requires_grad]
-    return kind(params, lr=o.lr, weight_decay=o.weight_decay, betas=o.betas)
+    extra = {"fused": True} if fused else {}
+    return kind(params, lr=o.lr, weight_decay=o.weight_decay, betas=o.betas, **extra)
 
 
 def pixel_loss(outputs: Tensor, targets: Tensor, options: TrainOptions) -> Tensor:
