@@ -16,7 +16,7 @@ from restormer.fused import (
     compiled_gated_gelu,
     gated_gelu,
 )
-from restormer.model import EPS, GDFN, BiasFreeLayerNorm
+from restormer.model import EPS, GDFN, BiasFreeLayerNorm, Restormer
 
 
 def _values_and_gradients(norm, x: torch.Tensor, weight: torch.Tensor):
@@ -123,3 +123,11 @@ def test_only_training_steps_use_the_compiled_gate(monkeypatch: pytest.MonkeyPat
     assert not calls
     torch.testing.assert_close(ffn(x), expected, rtol=0, atol=0)
     assert calls == [True]
+
+
+def test_the_training_model_traces_as_one_graph_for_torch_compile() -> None:
+    """Whole-model compilation (GPU bursts' ``--compile``) sees one graph: the CPU-only paths
+    and the separately compiled pieces step aside while dynamo traces."""
+    model = Restormer(dim=8, num_blocks=[1, 1, 1, 1], heads=[1, 2, 4, 8], num_refinement_blocks=1)
+    explanation = torch._dynamo.explain(model.train())(torch.rand(1, 3, 16, 16))
+    assert (explanation.graph_count, explanation.graph_break_count) == (1, 0)
