@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +121,21 @@ def test_a_second_burst_records_the_first_and_counts_on_from_its_steps(tmp_path:
         ".gpu/photos/train --out bursts --precision bf16 --compile default "
         "--warm-start bursts/deraining.state"
     )
+
+
+def test_the_gpu_step_benchmark_measures_its_rungs_here() -> None:
+    """benchmarks/gpu_step.py's rungs run on this CPU (the GPU-only ones are left out)."""
+    path = ROOT / "benchmarks" / "gpu_step.py"
+    spec = importlib.util.spec_from_file_location("gpu_step", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_step"] = module
+    spec.loader.exec_module(module)
+    args = argparse.Namespace(
+        task="gaussian-gray-denoising", batch=1, patch=16, steps=1, lr=3e-4, compile=None
+    )
+    eager, bf16 = (module.measure_rung(n, args, torch.device("cpu")) for n in ("eager", "bf16"))
+    assert (eager["precision"], bf16["precision"]) == ("fp32", "bf16")
+    assert not bf16["fused_adamw"]  # fused AdamW only on CUDA
+    assert eager["first_loss"] == pytest.approx(bf16["first_loss"], rel=0.05)
+    assert eager["steps_per_s"] > 0
