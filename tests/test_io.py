@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image, ImageCms, ImageOps
 
-from restormer import io as rio
 from restormer.files import write_atomically
 from restormer.io import (
     ImageData,
@@ -33,6 +32,8 @@ from restormer.io import (
     to_float,
     write_image,
 )
+from restormer.io import read as rio_read
+from restormer.io import write as rio_write
 
 # Pillow's bomb warning must never fire: read_image enforces its own limit.
 pytestmark = pytest.mark.filterwarnings("error::PIL.Image.DecompressionBombWarning")
@@ -280,7 +281,7 @@ def test_16bit_png_colour_key_becomes_alpha(tmp_path):
     rgb = noise((H, W, 3), np.uint16)
     rgb[0, 0] = (5, 6, 7)
     png = cv2.imencode(".png", rgb[..., ::-1])[1].tobytes()
-    trns = rio._png_chunk(b"tRNS", struct.pack(">HHH", 5, 6, 7))
+    trns = rio_write._png_chunk(b"tRNS", struct.pack(">HHH", 5, 6, 7))
     (tmp_path / "key.png").write_bytes(insert_after_ihdr(png, trns))
     got = read_image(tmp_path / "key.png")
     np.testing.assert_array_equal(got.pixels, rgb)
@@ -379,7 +380,7 @@ def exif_with(orientation: int) -> Image.Exif:
 
 def exif_chunk(orientation: int) -> bytes:
     """A PNG eXIf chunk: the TIFF structure without JPEG's "Exif\\0\\0" prefix."""
-    return rio._png_chunk(b"eXIf", exif_with(orientation).tobytes().removeprefix(b"Exif\0\0"))
+    return rio_write._png_chunk(b"eXIf", exif_with(orientation).tobytes().removeprefix(b"Exif\0\0"))
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
@@ -466,7 +467,7 @@ def test_icc_profile_survives_read_write_read(tmp_path, srgb, suffix, dtype):
         tifffile.imwrite(source, pixels, photometric="rgb", iccprofile=srgb)
     elif dtype == np.uint16:
         png = cv2.imencode(".png", pixels[..., ::-1])[1].tobytes()
-        source.write_bytes(insert_after_ihdr(png, rio._iccp_chunk(srgb)))
+        source.write_bytes(insert_after_ihdr(png, rio_write._iccp_chunk(srgb)))
     else:
         Image.fromarray(pixels).save(source, icc_profile=srgb)
     first = read_image(source)
@@ -513,9 +514,9 @@ def huge_png(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("huge") / "big.png"
     path.write_bytes(
         b"\x89PNG\r\n\x1a\n"
-        + rio._png_chunk(b"IHDR", ihdr)
-        + rio._png_chunk(b"IDAT", idat)
-        + rio._png_chunk(b"IEND", b"")
+        + rio_write._png_chunk(b"IHDR", ihdr)
+        + rio_write._png_chunk(b"IDAT", idat)
+        + rio_write._png_chunk(b"IEND", b"")
     )
     return path
 
@@ -524,10 +525,10 @@ def test_max_pixels_refuses_before_decoding(huge_png, monkeypatch):
     def no_decoding(*args):
         raise AssertionError("pixels must not be decoded")
 
-    monkeypatch.setattr(rio, "_decode_with_pillow", no_decoding)
-    monkeypatch.setattr(rio, "_decode_png_with_cv2", no_decoding)
-    monkeypatch.setattr(rio, "_opencv_read", no_decoding)
-    monkeypatch.setattr(rio, "_tiff_samples", no_decoding)
+    monkeypatch.setattr(rio_read, "_decode_with_pillow", no_decoding)
+    monkeypatch.setattr(rio_read, "_decode_png_with_cv2", no_decoding)
+    monkeypatch.setattr(rio_read, "_opencv_read", no_decoding)
+    monkeypatch.setattr(rio_read, "_tiff_samples", no_decoding)
     before = Image.MAX_IMAGE_PIXELS
     with pytest.raises(ImageFileError) as excinfo:
         read_image(huge_png)  # also above Pillow's own bomb limit: no Pillow error may leak
@@ -603,7 +604,7 @@ def test_read_permission_denied(tmp_path, monkeypatch):
     def denied(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(rio, "open", denied, raising=False)  # works even when run as root
+    monkeypatch.setattr(rio_read, "open", denied, raising=False)  # works even when run as root
     expect_read_error(path, "permission denied")
 
 
@@ -750,14 +751,14 @@ def test_write_overwrite_replaces_with_normal_permissions(tmp_path):
 
 def test_write_target_appearing_during_write_is_not_clobbered(tmp_path, monkeypatch):
     out = tmp_path / "x.png"
-    real_encode = rio._encode
+    real_encode = rio_write._encode
 
     def encode_then_race(*args):
         payload = real_encode(*args)
         out.write_bytes(b"written by someone else")  # after the early existence check
         return payload
 
-    monkeypatch.setattr(rio, "_encode", encode_then_race)
+    monkeypatch.setattr(rio_write, "_encode", encode_then_race)
     with pytest.raises(ImageFileError, match="already exists"):
         write_image(out, noise((H, W)))
     assert out.read_bytes() == b"written by someone else"
@@ -884,15 +885,15 @@ def read_spied(monkeypatch, path: Path, *, opencv: bool = True) -> tuple[ImageDa
     """read_image(path), with the OpenCV path allowed or not, and which decoders ran."""
     ran: list[str] = []
     for name in ("_opencv_read", "_decode_with_pillow"):
-        real = getattr(rio, name)
+        real = getattr(rio_read, name)
 
         def spy(*args, _real=real, _name=name, **kwargs):
             ran.append(_name)
             return _real(*args, **kwargs)
 
-        monkeypatch.setattr(rio, name, spy)
+        monkeypatch.setattr(rio_read, name, spy)
     if not opencv:
-        monkeypatch.setattr(rio, "_opencv_channels", lambda *args: None)
+        monkeypatch.setattr(rio_read, "_opencv_channels", lambda *args: None)
     try:
         return read_image(path), ran
     finally:
@@ -990,9 +991,9 @@ def test_layouts_opencv_would_change_stay_with_pillow(tmp_path, monkeypatch, nam
     [
         pytest.param(lambda m: m.setattr(cv2, "imread", lambda *a: None), id="imread-fails"),
         pytest.param(
-            lambda m: m.setattr(rio, "_OPENCV_ALLOCATES_WITH_NUMPY", False), id="opencv-4.8"
+            lambda m: m.setattr(rio_read, "_OPENCV_ALLOCATES_WITH_NUMPY", False), id="opencv-4.8"
         ),
-        pytest.param(lambda m: m.setattr(rio, "_opencv_can_open", lambda p: False), id="name"),
+        pytest.param(lambda m: m.setattr(rio_read, "_opencv_can_open", lambda p: False), id="name"),
     ],
 )
 @pytest.mark.parametrize("name", ["rgba.png", "rgb444.jpg", "gray16.png"])
@@ -1007,8 +1008,8 @@ def test_opencv_fallbacks_give_the_same_image(tmp_path, monkeypatch, break_openc
 @pytest.mark.parametrize(
     "break_opencv",
     [
-        lambda m: m.setattr(rio, "_OPENCV_ALLOCATES_WITH_NUMPY", False),
-        lambda m: m.setattr(rio, "_opencv_can_open", lambda p: False),
+        lambda m: m.setattr(rio_read, "_OPENCV_ALLOCATES_WITH_NUMPY", False),
+        lambda m: m.setattr(rio_read, "_opencv_can_open", lambda p: False),
     ],
 )
 @pytest.mark.parametrize("layout", ["rgb", "rgba", "gray_alpha"])
@@ -1034,10 +1035,10 @@ def test_opencv_reads_non_ascii_names(tmp_path, monkeypatch):
 )
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_separate_alpha_in_place_matches_indexing(monkeypatch, channels, colour, dtype):
-    monkeypatch.setattr(rio, "_STRIP_BYTES", 40)  # many strips, odd boundaries
+    monkeypatch.setattr(rio_read, "_STRIP_BYTES", 40)  # many strips, odd boundaries
     arr = noise((13, 17, channels), dtype)
     expected_pixels, expected_alpha = arr[..., list(colour)].copy(), arr[..., -1].copy()
-    pixels, alpha = rio._separate_alpha(arr, colour)
+    pixels, alpha = rio_read._separate_alpha(arr, colour)
     np.testing.assert_array_equal(pixels, expected_pixels)
     np.testing.assert_array_equal(alpha, expected_alpha)
     assert np.shares_memory(pixels, arr) and np.shares_memory(alpha, arr)
@@ -1053,7 +1054,7 @@ def idat_filter_types(png: bytes, row_bytes: int) -> set[int]:
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_streamed_png_is_exact_across_strips(tmp_path, monkeypatch, layout, dtype):
-    monkeypatch.setattr(rio, "_STRIP_BYTES", 1000)  # a few rows per strip
+    monkeypatch.setattr(rio_write, "_STRIP_BYTES", 1000)  # a few rows per strip
     channels, has_alpha = LAYOUTS[layout]
     full = photo(40, 56, channels + has_alpha, dtype)
     pixels, alpha = full[..., :channels], (full[..., -1] if has_alpha else None)
@@ -1075,7 +1076,7 @@ def test_streamed_png_is_exact_across_strips(tmp_path, monkeypatch, layout, dtyp
 
 def test_png_filters_are_all_used_and_exact(monkeypatch):
     # Rows built so that each filter type is the cheapest for at least one of them.
-    monkeypatch.setattr(rio, "_STRIP_BYTES", 300)
+    monkeypatch.setattr(rio_write, "_STRIP_BYTES", 300)
     rng = np.random.default_rng(3)
     ramp = np.arange(60, dtype=np.uint8)[None, :, None].repeat(3, axis=2)
     rows = [
@@ -1087,7 +1088,7 @@ def test_png_filters_are_all_used_and_exact(monkeypatch):
     ]
     arr = np.concatenate(rows, axis=0)
     buffer = io.BytesIO()
-    rio._write_png(buffer, samples=arr, alpha=None, icc=None)
+    rio_write._write_png(buffer, samples=arr, alpha=None, icc=None)
     with Image.open(io.BytesIO(buffer.getvalue())) as im:
         np.testing.assert_array_equal(np.asarray(im), arr)
     assert idat_filter_types(buffer.getvalue(), 60 * 3) >= {0, 1, 2}
@@ -1110,7 +1111,7 @@ def test_reading_makes_no_whole_image_copies(tmp_path, channels, suffix):
     Image.fromarray(pixels).save(path, quality=95)
     read_image(path)  # first use imports Pillow's plugins: not what is measured
     # The result itself, alpha's temporary plane, a strip: far below two images.
-    assert traced_peak(lambda: read_image(path)) < 1.3 * pixels.nbytes + rio._STRIP_BYTES
+    assert traced_peak(lambda: read_image(path)) < 1.3 * pixels.nbytes + rio_read._STRIP_BYTES
 
 
 @pytest.mark.parametrize(
@@ -1121,7 +1122,7 @@ def test_reading_makes_no_whole_image_copies(tmp_path, channels, suffix):
 def test_writing_streams_without_whole_image_copies(
     tmp_path, monkeypatch, suffix, dtype, has_alpha
 ):
-    monkeypatch.setattr(rio, "_STRIP_BYTES", 1 << 14)
+    monkeypatch.setattr(rio_write, "_STRIP_BYTES", 1 << 14)
     write_image(tmp_path / f"warm-up{suffix}", photo(8, 8, 3, dtype))  # first-use imports
     peaks = []
     for height in (200, 1600):
@@ -1135,9 +1136,9 @@ def test_writing_streams_without_whole_image_copies(
 
 
 def fail_on_call(monkeypatch, name: str, n: int, error: Exception) -> list[int]:
-    """Patch ``rio.<name>`` to raise ``error`` on its ``n``-th call (a failure midway through
+    """Patch ``rio_write.<name>`` to raise ``error`` on its ``n``-th call (a failure midway through
     a streamed write); returns the call log, which a test clears to fail again."""
-    real, calls = getattr(rio, name), []
+    real, calls = getattr(rio_write, name), []
 
     def failing(*args):
         calls.append(1)
@@ -1145,12 +1146,12 @@ def fail_on_call(monkeypatch, name: str, n: int, error: Exception) -> list[int]:
             raise error
         return real(*args)
 
-    monkeypatch.setattr(rio, name, failing)
+    monkeypatch.setattr(rio_write, name, failing)
     return calls
 
 
 def test_streamed_encoder_failure_leaves_no_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(rio, "_STRIP_BYTES", 1000)
+    monkeypatch.setattr(rio_write, "_STRIP_BYTES", 1000)
     calls = fail_on_call(monkeypatch, "_png_filter", 3, ValueError("simulated\nencoder failure"))
     out = tmp_path / "x.png"
     with pytest.raises(ImageFileError) as excinfo:
@@ -1166,7 +1167,7 @@ def test_streamed_encoder_failure_leaves_no_file(tmp_path, monkeypatch):
 
 
 def test_streamed_write_failure_is_a_write_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(rio, "_STRIP_BYTES", 1000)
+    monkeypatch.setattr(rio_write, "_STRIP_BYTES", 1000)
     fail_on_call(monkeypatch, "_png_rows", 2, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
     out = tmp_path / "x.png"
     with pytest.raises(ImageFileError) as excinfo:
