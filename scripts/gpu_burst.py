@@ -3,7 +3,8 @@
     python scripts/gpu_burst.py TASK --pack-photos .gpu/photos/train   # here, once
     python scripts/gpu_burst.py TASK --minutes 8 --out DIR --photos .gpu/photos/train
                                 [--batch 64] [--patch 128] [--lr 3e-4] [--workers 3] [--seed N]
-                                [--warm-start DIR/TASK.state]
+                                [--warm-start DIR/TASK.state] [--precision fp32|bf16]
+                                [--compile default|reduce-overhead|max-autotune]
     python scripts/gpu_burst.py TASK --adopt DIR/TASK.state   # back here: an experiment
     python scripts/ship_model.py TASK                          # the usual judge
 
