@@ -48,6 +48,7 @@ import quality
 
 from restormer import degradations, load_model, restore
 from restormer.ensemble import ensemble_for_task
+from restormer.io import to_gray
 from restormer.restore_defaults import RestoreDefaults
 from restormer.shipped import shipped_path
 from restormer.tasks import TASKS
@@ -75,7 +76,7 @@ def measure_task(
         scores: dict[str, list[float]] = {name: [] for name in settings}
         scores |= {"plain (subset)": [], "ensemble (subset)": []}
         for p, (_, photo) in enumerate(photos):
-            clean = quality._gray(photo) if gray else photo
+            clean = to_gray(photo) if gray else photo
             if case is None:  # the clean photo: must come back unchanged
                 degraded, y_channel = degradations.undegraded(task, clean), False
             else:
