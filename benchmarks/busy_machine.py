@@ -16,7 +16,6 @@ Prints a table and writes ``benchmarks/results/busy_machine[-NAME].json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -27,8 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from result_file import write_result
+
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
 PHOTO = ROOT / "examples" / "noisy.png"
 SPIN = "while True: pass"
 
@@ -86,12 +86,10 @@ def main() -> None:
         s = row["seconds"]
         cells = [str(row["busy"]), f"{row['load']:.1f}", f"{s['default']:.1f} s"]
         print("| " + " | ".join([*cells, f"{s['all cores']:.1f} s"]) + " |")
-    RESULTS.mkdir(exist_ok=True)
-    target = RESULTS / f"busy_machine{'-' + args.name if args.name else ''}.json"
     machine = platform.processor() or platform.machine()
     record = {"cores": cores, "runs": args.runs, "machine": machine, "rows": rows}
-    target.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"\nwrote {target}")
+    print()
+    write_result("busy_machine", args.name, record)
 
 
 if __name__ == "__main__":

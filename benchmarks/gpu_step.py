@@ -27,7 +27,6 @@ batch by default, which checks that every rung runs, not how fast a GPU is.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -40,12 +39,12 @@ from restormer.tasks import TASKS
 from restormer.train import load_options
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).resolve().parent / "results"
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gpu_burst import BurstStep, burst_overrides  # noqa: E402
 from performance import machine_info  # noqa: E402
+from result_file import write_result  # noqa: E402
 
 # rung name -> (precision, fused AdamW, torch.compile mode): each adds one thing
 RUNGS: dict[str, tuple[str, bool, str | None]] = {
@@ -61,9 +60,9 @@ WARMUP_STEPS = 3
 
 def measure_rung(name: str, args: argparse.Namespace, device: torch.device) -> dict[str, Any]:
     """One rung: warm-up (compilation) and ``args.steps`` timed steps."""
-    args.precision, fused, mode = RUNGS[name]
+    precision, fused, mode = RUNGS[name]
     fused = fused and device.type == "cuda"
-    options = _options(args)
+    options = _options(args, precision)
     torch.manual_seed(0)
     model = Restormer(**options.network.to_dict()).to(device)
     step = BurstStep(model, options, device, compile=mode, fused_optimizer=fused)
@@ -89,7 +88,7 @@ def measure_rung(name: str, args: argparse.Namespace, device: torch.device) -> d
     seconds = (time.perf_counter() - start) / args.steps
     return {
         "rung": name,
-        "precision": args.precision,
+        "precision": precision,
         "fused_adamw": fused,
         "compile": mode,
         "first_step_s": round(first_s, 2),
@@ -104,10 +103,10 @@ def measure_rung(name: str, args: argparse.Namespace, device: torch.device) -> d
     }
 
 
-def _options(args: argparse.Namespace) -> Any:
-    """The task's recipe as a burst with ``args`` runs it."""
-    args.photos = None
-    return load_options(ROOT / "configs" / "shipped" / f"{args.task}.yml", burst_overrides(args))
+def _options(args: argparse.Namespace, precision: str) -> Any:
+    """The task's recipe as a burst with ``args`` runs it, in ``precision``."""
+    burst = argparse.Namespace(**{**vars(args), "precision": precision, "photos": None})
+    return load_options(ROOT / "configs" / "shipped" / f"{args.task}.yml", burst_overrides(burst))
 
 
 def _synchronize(device: torch.device) -> None:
@@ -173,11 +172,7 @@ def main() -> None:
         print(f"{name} ...", flush=True)
         result["rows"].append(measure_rung(name, args, device))
     print_table(result)
-    RESULTS.mkdir(exist_ok=True)
-    suffix = f"-{args.name}" if args.name else ""
-    path = RESULTS / f"gpu_step{suffix}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {path}")
+    write_result("gpu_step", args.name, result)
 
 
 if __name__ == "__main__":

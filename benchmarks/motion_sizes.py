@@ -16,7 +16,6 @@ on 8 bits. Prints the input's and each model's mean PSNR per size; writes
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -29,9 +28,9 @@ from restormer.weights import WeightsError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality import _psnr, held_out_photos
+from result_file import write_result
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).resolve().parent / "results"
 NOISE_SIGMA = 1.0
 
 
@@ -75,16 +74,13 @@ def main() -> None:
         cells = " ".join(f"{means[n]:>18.2f}" for n in models)
         print(f"{size:>5} {means['input']:>7.2f} {cells}", flush=True)
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"motion_sizes{'-' + args.name if args.name else ''}.json"
     report = {
         "command": "python benchmarks/motion_sizes.py " + " ".join(sys.argv[1:]),
         "photos": [name for name, _ in photos],
         "seed": args.seed,
         "rows": rows,
     }
-    path.write_text(json.dumps(report, indent=1))
-    print(f"wrote {path.relative_to(ROOT)}")
+    write_result("motion_sizes", args.name, report)
 
 
 if __name__ == "__main__":

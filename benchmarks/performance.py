@@ -70,12 +70,12 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 import torch.nn.functional as F
+from result_file import write_result
 from torch import Tensor, nn
 
 # restormer, the official architecture and tiled_memory are imported where they are used: the
 # memory children import only what the implementation they measure needs.
 
-RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_SIZES = (128, 256, 512)
 SPEED_TARGET_SIZES = (256, 512)  # where the forward speed-up target applies
 OFFICIAL_ONE_RUN_FROM = 1024  # from this size the official forward runs once, without warm-up
@@ -907,11 +907,7 @@ def main() -> None:
         "results": rounded(results),
         "checks": [asdict(row) for row in rows],
     }
-    RESULTS.mkdir(exist_ok=True)
-    suffix = f"-{args.name}" if args.name else ""
-    path = RESULTS / f"performance{suffix}.json"
-    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    say(f"wrote {path}")
+    write_result("performance", args.name, report)
     if any(row.result.startswith("error:") for row in rows):
         sys.exit(1)
 

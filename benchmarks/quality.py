@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from result_file import RESULTS, result_path, write_json
 
 from restormer import degradations, load_model, restore
 from restormer.io import read_image, to_float, to_gray
@@ -56,7 +57,6 @@ from restormer.restore_defaults import RestoreDefaults
 from restormer.tasks import TASKS
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).resolve().parent / "results"
 BM3D_CACHE = RESULTS / "bm3d-cache.json"
 
 Degrade = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -203,8 +203,7 @@ class Bm3d:
             else:
                 out = bm3d.bm3d(noisy[..., 0], sigma / 255)[..., None]
             self.cache[key] = _psnr(np.asarray(out, np.float32), clean, False)
-            RESULTS.mkdir(exist_ok=True)
-            BM3D_CACHE.write_text(json.dumps(self.cache, indent=1, sort_keys=True))
+            write_json(BM3D_CACHE, dict(sorted(self.cache.items())), indent=1)
         return self.cache[key]
 
 
@@ -440,9 +439,7 @@ def main() -> None:
         "options": options,
         "tasks": results,
     }
-    RESULTS.mkdir(exist_ok=True)
-    suffix = f"-{args.name}" if args.name else ""
-    out = RESULTS / f"quality{suffix}.json"
+    out = result_path("quality", args.name)
     _write_merged(out, report)
     print(f"wrote {out.relative_to(ROOT)}")
     if args.write_package:
@@ -459,7 +456,7 @@ def _write_merged(path: Path, report: dict[str, Any]) -> None:
     earlier = json.loads(path.read_text()).get("tasks", {}) if path.is_file() else {}
     merged = {**earlier, **report["tasks"]}
     report = {**report, "tasks": {task: merged[task] for task in TASKS if task in merged}}
-    path.write_text(json.dumps(report, indent=1))
+    write_json(path, report, indent=1)
 
 
 if __name__ == "__main__":

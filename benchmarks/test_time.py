@@ -45,6 +45,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import quality
+from result_file import RESULTS, write_json
 
 from restormer import degradations, load_model, restore
 from restormer.ensemble import ensemble_for_task
@@ -137,7 +138,7 @@ def write_defaults(task: str, defaults: RestoreDefaults) -> Path:
 
 def decide_again(tasks: list[str], write_package: bool) -> None:
     """Apply the rule to the measurements in the JSON file; record the choices."""
-    out = quality.RESULTS / "test_time.json"
+    out = RESULTS / "test_time.json"
     report = json.loads(out.read_text())
     for task in tasks:
         result = report["tasks"].get(task)
@@ -148,7 +149,7 @@ def decide_again(tasks: list[str], write_package: bool) -> None:
         print(f"{task}: {defaults.describe()} ({defaults.measured})")
         if write_package:
             write_defaults(task, defaults)
-    out.write_text(json.dumps(report, indent=1))
+    write_json(out, report, indent=1)
 
 
 def _table(results: dict[str, Any], windows: list[int]) -> str:
@@ -214,13 +215,13 @@ def main() -> None:
         },
         "tasks": results,
     }
-    out = quality.RESULTS / "test_time.json"
+    out = RESULTS / "test_time.json"
     if out.is_file():  # a run of some tasks keeps the others' results
         earlier = json.loads(out.read_text()).get("tasks", {})
         report["tasks"] = {
             t: results.get(t, earlier.get(t)) for t in TASKS if t in results or t in earlier
         }
-    out.write_text(json.dumps(report, indent=1))
+    write_json(out, report, indent=1)
     print(f"wrote {out.relative_to(ROOT)}")
 
 

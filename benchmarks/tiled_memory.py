@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import platform
 import statistics
@@ -36,11 +35,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from result_file import write_result
 
 from restormer import Restormer, save_weights
 from restormer.io import write_image
 
-RESULTS = Path(__file__).resolve().parent / "results"
 SMALL = {"dim": 8, "num_blocks": (1, 1, 1, 1), "num_refinement_blocks": 1, "heads": (1, 1, 2, 2)}
 MODEL_NAMES = {
     "small": "random dim-8 Restormer",
@@ -170,7 +169,6 @@ def main() -> None:
             print(f"{megapixels:>6g} MP  median peak {peak:8.1f} MiB", flush=True)
     ratio = rows[-1]["peak_rss_mib"] / rows[0]["peak_rss_mib"]
     print(f"largest / smallest median peak: {ratio:.3f}")
-    RESULTS.mkdir(exist_ok=True)
     report = {
         "benchmark": "tiled_memory",
         "weights": str(args.weights) if args.weights else MODEL_NAMES[args.model],
@@ -183,8 +181,7 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
-    suffix = f"-{args.name}" if args.name else ""
-    (RESULTS / f"tiled_memory{suffix}.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_result("tiled_memory", args.name, report)
 
 
 if __name__ == "__main__":

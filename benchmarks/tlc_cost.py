@@ -22,19 +22,17 @@ Prints a table and writes ``benchmarks/results/tlc_cost[-NAME].json``.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
+from result_file import write_result
 
 from restormer import Restormer
 
-RESULTS = Path(__file__).resolve().parent / "results"
 CONFIG = {"dim": 16, "num_blocks": (1, 2, 2, 3), "num_refinement_blocks": 1,
           "heads": (1, 2, 4, 8), "LayerNorm_type": "BiasFree"}  # fmt: skip
 
@@ -129,10 +127,7 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": args.threads,
     }
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"tlc_cost{'-' + args.name if args.name else ''}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {path}")
+    write_result("tlc_cost", args.name, result)
 
 
 if __name__ == "__main__":

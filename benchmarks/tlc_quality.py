@@ -16,18 +16,17 @@ check that TLC does what it should, not a measurement for the shipped models.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
+from result_file import write_result
 
 import restormer
 from restormer.io import read_image
 from restormer.metrics import calculate_psnr
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
 HELD_OUT = 6
 SIGMAS = (15, 25, 50)
 
@@ -78,10 +77,7 @@ def main() -> None:
         "rows": rows,
         "torch": torch.__version__,
     }
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"tlc_quality{'-' + args.name if args.name else ''}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {path}")
+    write_result("tlc_quality", args.name, result)
 
 
 if __name__ == "__main__":

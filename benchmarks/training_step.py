@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import statistics
 import sys
 import time
@@ -52,11 +51,11 @@ from restormer.train import load_options
 from restormer.train.trainer import micro_batches
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).resolve().parent / "results"
 MICRO_BATCH_PIXELS = 32_768  # a batch of 16 x 64x64 in two halves, 4 x 128x128 likewise
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from performance import machine_info  # noqa: E402
+from result_file import write_result  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -251,11 +250,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     result = measure(args)
     print_table(result)
-    RESULTS.mkdir(exist_ok=True)
-    suffix = f"-{args.name}" if args.name else ""
-    path = RESULTS / f"training_step{suffix}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {path}")
+    write_result("training_step", args.name, result)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,7 @@ from restormer.tasks import TASKS
 from restormer.train import load_options
 from restormer.train.checkpoint import ExperimentDir, load_state, newest_state
 
+from .script_modules import load_script
 from .test_shipped import ROOT, _script
 
 
@@ -125,12 +124,7 @@ def test_a_second_burst_records_the_first_and_counts_on_from_its_steps(tmp_path:
 
 def test_the_gpu_step_benchmark_measures_its_rungs_here() -> None:
     """benchmarks/gpu_step.py's rungs run on this CPU (the GPU-only ones are left out)."""
-    path = ROOT / "benchmarks" / "gpu_step.py"
-    spec = importlib.util.spec_from_file_location("gpu_step", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_step"] = module
-    spec.loader.exec_module(module)
+    module = load_script("benchmarks/gpu_step.py")
     args = argparse.Namespace(
         task="gaussian-gray-denoising", batch=1, patch=16, steps=1, lr=3e-4, compile=None
     )

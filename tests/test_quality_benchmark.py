@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -11,18 +9,14 @@ import numpy as np
 import pytest
 
 from .conftest import tiny_model
+from .script_modules import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def quality(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("quality", ROOT / "benchmarks" / "quality.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "quality", module)  # its dataclasses look themselves up
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/quality.py", monkeypatch)
 
 
 class RecordingBaseline:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from .script_modules import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -52,12 +54,5 @@ def test_the_first_command_restores_with_a_shipped_model_as_claimed() -> None:
 def test_where_they_stand_shows_the_numbers_the_package_records(monkeypatch) -> None:
     """README's quality table is what ``benchmarks/quality.py --markdown`` prints now: no
     number in it is older than the shipped models and their recorded measurements."""
-    import importlib.util
-    import sys
-
-    spec = importlib.util.spec_from_file_location("quality", ROOT / "benchmarks" / "quality.py")
-    assert spec is not None and spec.loader is not None
-    quality = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "quality", quality)  # its dataclasses look themselves up
-    spec.loader.exec_module(quality)
+    quality = load_script("benchmarks/quality.py", monkeypatch)
     assert quality.markdown_table() in (ROOT / "README.md").read_text()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -27,6 +27,7 @@ from restormer.tasks import TASKS
 from restormer.weights import WeightsError, read_checkpoint, save_weights
 
 from .conftest import tiny_model
+from .script_modules import load_script
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parent.parent
@@ -349,13 +350,8 @@ def _train_shipped_recording(monkeypatch: pytest.MonkeyPatch):
     return module, commands
 
 
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(name, module)  # dataclasses look their module up while defined
-    spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
+def _script(name: str) -> ModuleType:
+    return load_script(f"scripts/{name}.py")
 
 
 def test_ship_rule_weighs_main_cases_and_guards_the_mild_ones() -> None:

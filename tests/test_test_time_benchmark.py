@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 
 from .conftest import tiny_model
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, name, module)  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+from .script_modules import load_script
 
 
 @pytest.fixture
 def test_time(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    _load("quality", monkeypatch)
-    return _load("test_time", monkeypatch)
+    load_script("benchmarks/quality.py", monkeypatch)  # fresh, for test_time to import
+    return load_script("benchmarks/test_time.py", monkeypatch)
 
 
 def test_a_gray_task_is_measured_on_gray_photos_and_the_rule_decides(test_time) -> None:
