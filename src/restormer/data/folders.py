@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from restormer.data.options import DatasetOptionError
-from restormer.io import IMAGE_SUFFIXES
+from restormer.io import IMAGE_SUFFIXES, images_in
 
 __all__ = ["pair_by_name", "scan_images"]
 
@@ -31,16 +31,7 @@ def scan_images(folder: Path, key: str) -> list[Path]:
             raise DatasetOptionError(f"{key}: no such folder '{folder}'")
         if not folder.is_dir():
             raise DatasetOptionError(f"{key}: '{folder}' is not a folder")
-        files = sorted(
-            (
-                child
-                for child in folder.iterdir()
-                if not child.name.startswith(".")
-                and child.suffix.lower() in IMAGE_SUFFIXES
-                and child.is_file()
-            ),
-            key=lambda child: child.name,
-        )
+        files = images_in(folder)
     except PermissionError:
         raise DatasetOptionError(f"{key}: permission denied reading '{folder}'") from None
     except OSError as exc:

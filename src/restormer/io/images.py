@@ -128,6 +128,24 @@ def from_float(x: np.ndarray, bit_depth: int) -> np.ndarray:
 # listing
 
 
+def images_in(folder: Path) -> list[Path]:
+    """The non-hidden files directly in ``folder`` with an image suffix (any case), by name.
+
+    Listing errors (``OSError``) are the caller's to word: the CLI and the option files name
+    the folder differently.
+    """
+    return sorted(
+        (
+            child
+            for child in folder.iterdir()
+            if not child.name.startswith(".")
+            and child.suffix.lower() in IMAGE_SUFFIXES
+            and child.is_file()
+        ),
+        key=lambda child: child.name,
+    )
+
+
 def list_images(inputs: Sequence[str | Path]) -> list[Path]:
     """Expand files and directories into the list of images to process.
 
@@ -152,16 +170,7 @@ def _expand_input(path: Path, name: str) -> list[Path]:
             if not path.exists():
                 raise _error(name, "no such file or directory")
             return [path]
-        images = sorted(
-            (
-                child
-                for child in path.iterdir()
-                if not child.name.startswith(".")
-                and child.suffix.lower() in IMAGE_SUFFIXES
-                and child.is_file()
-            ),
-            key=lambda child: child.name,
-        )
+        images = images_in(path)
     except PermissionError as exc:
         raise _error(name, "permission denied") from exc
     except OSError as exc:
