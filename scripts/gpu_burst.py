@@ -8,6 +8,9 @@
     python scripts/gpu_burst.py TASK --adopt DIR/TASK.state   # back here: an experiment
     python scripts/ship_model.py TASK                          # the usual judge
 
+(``scripts/gpu_lease.py`` runs the bursts of several tasks at once, after probing which of
+bf16 and compiling pay on the lent GPU: a lease's plan in one command.)
+
 Why: this project trains on 2 CPU cores, where a model sees ~2 patches a second; a GPU lent
 for a few minutes sees far more, so minutes there are days here. The lease is short and
 counted in wall-clock time, so this trains for a time, not an iteration count: the learning
