@@ -73,6 +73,15 @@ def test_set_overrides(tmp_path: Path) -> None:
     assert options.network.num_blocks == (2, 1, 1, 1) and options.ema_decay == 0.99
 
 
+def test_a_frequency_loss_is_added_only_where_the_recipe_asks(tmp_path: Path) -> None:
+    path = write_options(tmp_path)
+    assert load_options(path).frequency_loss is None
+    options = load_options(path, ["train.fft_opt.loss_weight=0.5"])
+    assert options.frequency_loss is not None
+    assert (options.frequency_loss.type, options.frequency_loss.loss_weight) == ("FFTLoss", 0.5)
+    assert options.loss.type == "L1Loss"  # the pixel loss stays
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
@@ -86,6 +95,8 @@ def test_set_overrides(tmp_path: Path) -> None:
         ("train.ema_decay=2", "train.ema_decay: expected a number in [0, 1)"),
         ("train.precision=fp8", "train.precision: 'fp8' is not one of"),
         ("train.pixel_opt.type=PerceptualLoss", "train.pixel_opt.type: 'PerceptualLoss'"),
+        ("train.fft_opt.type=L1Loss", "train.fft_opt.type: 'L1Loss' is not one of FFTLoss"),
+        ("train.fft_opt.loss_weight=-1", "train.fft_opt.loss_weight: expected a number > 0"),
         ("trainn.total_iter=3", "trainn: unknown option"),
         ("novalue", "expected KEY=VALUE"),
     ],

@@ -48,6 +48,7 @@ _IGNORED = {
 OPTIMIZERS = ("AdamW", "Adam")
 SCHEDULERS = ("CosineAnnealingRestartCyclicLR", "CosineAnnealingRestartLR", "ConstantLR")
 LOSSES = ("L1Loss", "MSELoss")
+FREQUENCY_LOSSES = ("FFTLoss",)
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -124,6 +125,7 @@ class TrainOptions:
     optimizer: OptimizerOptions
     scheduler: SchedulerOptions
     loss: LossOptions
+    frequency_loss: LossOptions | None
     mixup: MixupOptions | None
     ema_decay: float | None
     precision: str
@@ -208,6 +210,7 @@ def parse_options(raw: Mapping[str, Any]) -> TrainOptions:
     optimizer = _optimizer(train.section("optim_g"))
     scheduler = _scheduler(train.section("scheduler", default={"type": "ConstantLR"}), total_iter)
     loss = _loss(train.section("pixel_opt", default={"type": "L1Loss"}))
+    frequency_loss = _frequency_loss(train.section("fft_opt", default=None))
     mixup = _mixup(train.section("mixing_augs", default={"mixup": False}))
     ema = train.number("ema_decay", default=None)
     if ema is not None and not 0 <= ema < 1:
@@ -237,6 +240,7 @@ def parse_options(raw: Mapping[str, Any]) -> TrainOptions:
         optimizer=optimizer,
         scheduler=scheduler,
         loss=loss,
+        frequency_loss=frequency_loss,
         mixup=mixup,
         ema_decay=ema,
         precision=precision,
@@ -331,6 +335,20 @@ def _loss(s: _Section) -> LossOptions:
     options = LossOptions(
         type=s.choice("type", LOSSES),
         loss_weight=s.number("loss_weight", default=1.0, positive=True),
+        reduction=s.choice("reduction", ("mean", "sum"), default="mean"),
+    )
+    s.done()
+    return options
+
+
+def _frequency_loss(s: _Section) -> LossOptions | None:
+    """``train.fft_opt``: an L1 loss on the images' spectra added to the pixel loss (absent or
+    empty: none)."""
+    if not s.data:
+        return None
+    options = LossOptions(
+        type=s.choice("type", FREQUENCY_LOSSES, default="FFTLoss"),
+        loss_weight=s.number("loss_weight", default=0.1, positive=True),
         reduction=s.choice("reduction", ("mean", "sum"), default="mean"),
     )
     s.done()
