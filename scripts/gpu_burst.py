@@ -70,7 +70,7 @@ from restormer.tasks import TASKS
 from restormer.train import load_options
 from restormer.train.checkpoint import ExperimentDir, load_state, save_state
 from restormer.train.deepen import deepen_state_dict, depth_change
-from restormer.train.step import WeightAverage, autocast, make_optimizer, pixel_loss
+from restormer.train.step import WeightAverage, autocast, make_optimizer, recipe_loss
 from restormer.weights import CONFIG_METADATA_KEY, read_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -249,7 +249,7 @@ class BurstStep:
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.options.precision, self.device):
             outputs = self.forward(inputs)
-        loss = pixel_loss(outputs.float(), targets, self.options)
+        loss = recipe_loss(outputs.float(), targets, self.options)
         loss.backward()
         if self.options.use_grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.options.grad_clip_norm)

@@ -23,7 +23,6 @@ status). Without a GPU it skips the probe (a CPU says nothing of a GPU's speed-u
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -35,6 +34,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from result_file import write_json  # noqa: E402
 
 from restormer.tasks import TASKS  # noqa: E402
 
@@ -143,14 +144,13 @@ def main() -> None:
     }
     print(f"bursts: {minutes:.2f} minutes each, flags {flags or 'none'}", flush=True)
     statuses = run_bursts(commands, args.out / "logs")
-    args.out.mkdir(parents=True, exist_ok=True)
     record = {
         "probe": rows,
         "flags": flags,
         "bursts": {t: {"command": commands[t][1:], "status": statuses[t]} for t in args.tasks},
         "seconds": round(time.monotonic() - started, 1),
     }
-    (args.out / "lease.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_json(args.out / "lease.json", record)
     for task, status in statuses.items():
         print(f"{task}: {'done' if status == 0 else f'failed ({status})'}")
     sys.exit(1 if any(statuses.values()) else 0)  # a burst killed by a signal is negative

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from restormer.train.options import load_options
-from restormer.train.step import WeightAverage, autocast, pixel_loss, spectrum_l1
+from restormer.train.step import WeightAverage, autocast, recipe_loss, spectrum_l1
 
 from .train_fixtures import write_options
 
@@ -72,7 +72,7 @@ def test_the_spectrum_loss_keeps_its_scale_at_every_patch_size() -> None:
 def test_the_recipe_loss_adds_the_weighted_spectrum_loss(tmp_path: Path) -> None:
     path = write_options(tmp_path)
     outputs, targets = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
-    plain = pixel_loss(outputs, targets, load_options(path))
+    plain = recipe_loss(outputs, targets, load_options(path))
     assert torch.equal(plain, F.l1_loss(outputs, targets))
-    with_fft = pixel_loss(outputs, targets, load_options(path, ["train.fft_opt.loss_weight=0.5"]))
+    with_fft = recipe_loss(outputs, targets, load_options(path, ["train.fft_opt.loss_weight=0.5"]))
     assert torch.allclose(with_fft, plain + 0.5 * spectrum_l1(outputs, targets))

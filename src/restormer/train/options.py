@@ -209,8 +209,9 @@ def parse_options(raw: Mapping[str, Any]) -> TrainOptions:
     grad_clip_norm = train.number("grad_clip_norm", default=0.01, positive=True)
     optimizer = _optimizer(train.section("optim_g"))
     scheduler = _scheduler(train.section("scheduler", default={"type": "ConstantLR"}), total_iter)
-    loss = _loss(train.section("pixel_opt", default={"type": "L1Loss"}))
-    frequency_loss = _frequency_loss(train.section("fft_opt", default=None))
+    loss = _loss(train.section("pixel_opt", default={"type": "L1Loss"}), LOSSES)
+    fft = train.section("fft_opt", default=None)  # absent or empty: no frequency loss
+    frequency_loss = _loss(fft, FREQUENCY_LOSSES, default_weight=0.1) if fft.data else None
     mixup = _mixup(train.section("mixing_augs", default={"mixup": False}))
     ema = train.number("ema_decay", default=None)
     if ema is not None and not 0 <= ema < 1:
@@ -331,24 +332,11 @@ def _scheduler(s: _Section, total_iter: int) -> SchedulerOptions:
     return SchedulerOptions(kind, periods, weights, eta_mins)
 
 
-def _loss(s: _Section) -> LossOptions:
+def _loss(s: _Section, kinds: Sequence[str], default_weight: float = 1.0) -> LossOptions:
+    """A loss section; ``type`` may be left out where only one kind exists."""
     options = LossOptions(
-        type=s.choice("type", LOSSES),
-        loss_weight=s.number("loss_weight", default=1.0, positive=True),
-        reduction=s.choice("reduction", ("mean", "sum"), default="mean"),
-    )
-    s.done()
-    return options
-
-
-def _frequency_loss(s: _Section) -> LossOptions | None:
-    """``train.fft_opt``: an L1 loss on the images' spectra added to the pixel loss (absent or
-    empty: none)."""
-    if not s.data:
-        return None
-    options = LossOptions(
-        type=s.choice("type", FREQUENCY_LOSSES, default="FFTLoss"),
-        loss_weight=s.number("loss_weight", default=0.1, positive=True),
+        type=s.choice("type", kinds, default=kinds[0] if len(kinds) == 1 else _REQUIRED),
+        loss_weight=s.number("loss_weight", default=default_weight, positive=True),
         reduction=s.choice("reduction", ("mean", "sum"), default="mean"),
     )
     s.done()

@@ -30,7 +30,7 @@ def make_optimizer(
     return kind(params, lr=o.lr, weight_decay=o.weight_decay, betas=o.betas, **extra)
 
 
-def pixel_loss(outputs: Tensor, targets: Tensor, options: TrainOptions) -> Tensor:
+def recipe_loss(outputs: Tensor, targets: Tensor, options: TrainOptions) -> Tensor:
     """The recipe's loss between restored and target images: its weighted L1 or MSE loss, plus
     the weighted frequency loss where the recipe has one (``train.fft_opt``)."""
     loss_fn = F.l1_loss if options.loss.type == "L1Loss" else F.mse_loss

@@ -45,7 +45,7 @@ from restormer.train.checkpoint import (
 from restormer.train.log import TrainingLog
 from restormer.train.options import OptionError, TrainOptions
 from restormer.train.schedule import LearningRateSchedule
-from restormer.train.step import WeightAverage, autocast, make_optimizer, pixel_loss
+from restormer.train.step import WeightAverage, autocast, make_optimizer, recipe_loss
 from restormer.train.validation import validate
 
 
@@ -298,7 +298,7 @@ class _Trainer:
             with contextlib.nullcontext() if sync else self.net.no_sync():  # type: ignore[operator]
                 with autocast(options.precision, self.info.device):
                     outputs = self.net(inputs[start:stop])
-                loss = pixel_loss(outputs.float(), targets[start:stop], options)
+                loss = recipe_loss(outputs.float(), targets[start:stop], options)
                 if options.loss.reduction == "mean":
                     loss = loss * ((stop - start) / inputs.shape[0])
                 if self.scaler is not None:
