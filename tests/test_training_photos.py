@@ -3,15 +3,18 @@ model records them (scripts/prepare_photos.py, fetch_extra_photos.py, ship_model
 
 from __future__ import annotations
 
+import io
 import shutil
+import struct
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageCms
 
 from tests.test_shipped import _script
 
@@ -87,18 +90,118 @@ def test_downscaled_applies_the_exif_orientation(tmp_path: Path) -> None:
 def test_photo_names_and_sources_table() -> None:
     fetch = _script("fetch_extra_photos")
     names = [p.name for p in fetch.PHOTOS]
-    assert len(set(names)) == len(names) == 32
+    assert len(set(names)) == len(names) == 71
     counts = {c: len(photos) for c, photos in fetch.COLLECTIONS.items()}
-    assert counts == {"lomiri": 14, "mate": 10, "kde": 8}
+    assert counts == {"lomiri": 14, "mate": 10, "kde": 8, "gcompris": 39}
     for collection, photos in fetch.COLLECTIONS.items():
         assert all(p.name.startswith(f"{collection}_") and p.name.endswith(".png") for p in photos)
     assert "lomiri_kleiber.png" in names and "kde_path.png" in names
+    assert "gcompris_polarbear.png" in names
     assert all(p.license.startswith(("CC-BY", "CC0")) for p in fetch.LOMIRI)
     assert {p.license for p in fetch.MATE + fetch.KDE} == {"GPL-2.0-or-later", "LGPL-3.0"}
+    assert {p.license for p in fetch.GCOMPRIS} == {
+        "public domain",
+        "CC0-1.0",
+        "CC-BY-2.0",
+        "CC-BY-SA-4.0",
+    }
+    assert all(p.resource and p.path.endswith(".rcc") for p in fetch.GCOMPRIS)
     assert fetch.selected(["lomiri"]) == fetch.LOMIRI and fetch.selected(None) == fetch.PHOTOS
     table = fetch.sources_table(fetch.PHOTOS, {n: (10, 20) for n in names})
     assert table.count("\n| lomiri_") == 14 and table.count("\n| mate_") == 10
     assert "| Sander Klootwijk | CC-BY-SA-4.0 | 10x20 |" in table
+    assert (
+        "| gcompris-qt-data | usr/share/gcompris-qt/rcc/erase.rcc:/gcompris/src/activities/"
+        "erase/resource/crab.webp | Nosferattus | CC0-1.0 | 10x20 |"
+    ) in table
+
+
+def _qt_bundle(files: dict[str, bytes], version: int = 3, compressed: bool = True) -> bytes:
+    """A Qt resource bundle (what Qt's rcc writes) of ``files``, every other one compressed."""
+    root: dict = {}
+    for path, blob in files.items():
+        *folders, leaf = path.split("/")
+        node = root
+        for folder in folders:
+            node = node.setdefault(folder, {})
+        node[leaf] = blob
+    names, data, entries = bytearray(), bytearray(), []  # entries: (name, flags, a, b)
+    pending = [("", root)]
+    entries.append(["", 2, len(root), 1])
+    while pending:  # breadth first: a directory's children take consecutive indices
+        _, node = pending.pop(0)
+        for name, child in node.items():
+            if isinstance(child, dict):
+                entries.append([name, 2, len(child), 0])
+                pending.append((name, child))
+            else:
+                squeeze = compressed and len(entries) % 2 == 0
+                stored = struct.pack(">I", len(child)) + zlib.compress(child) if squeeze else child
+                entries.append([name, 1 if squeeze else 0, len(data), 0])
+                data += struct.pack(">I", len(stored)) + stored
+    # Each directory's first child: the entries listed after the directories before it.
+    first = 1
+    for entry in entries:
+        if entry[1] == 2:
+            entry[3] = first
+            first += entry[2]
+    table = bytearray()
+    for name, flags, a, b in entries:
+        offset = len(names)
+        names += struct.pack(">HI", len(name), 0) + name.encode("utf-16-be")
+        table += struct.pack(">IH", offset, flags)
+        table += struct.pack(">II", a, b) if flags & 2 else struct.pack(">HHI", 0, 0, a)
+        table += struct.pack(">Q", 0) if version >= 2 else b""
+    header = 24 if version >= 3 else 20
+    tree, names_at = header, header + len(table)
+    data_at = names_at + len(names)
+    head = b"qres" + struct.pack(">IIII", version, tree, data_at, names_at)
+    head += struct.pack(">I", 0) if version >= 3 else b""
+    return bytes(head + table + names + data)
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_qt_resource_bundles_are_read_whole(version: int) -> None:
+    fetch = _script("fetch_extra_photos")
+    files = {
+        "gcompris/a/x.webp": b"first" * 50,
+        "gcompris/a/y.qml": b"second",
+        "gcompris/b/deep/z.webp": bytes(range(256)) * 3,
+        "top.txt": b"",
+    }
+    assert fetch.qt_resources(_qt_bundle(files, version)) == files
+    assert fetch.qt_resources(_qt_bundle(files, version, compressed=False)) == files
+    with pytest.raises(ValueError, match="not a Qt resource bundle"):
+        fetch.qt_resources(b"PK\x03\x04 a zip file")
+    zstd = bytearray(_qt_bundle({"a.webp": b"x"}, version, compressed=False))
+    file_entry = (24 if version >= 3 else 20) + (14 if version < 2 else 22)  # after the root's
+    zstd[file_entry + 4 : file_entry + 6] = struct.pack(">H", 4)  # its flags: zstd-compressed
+    with pytest.raises(ValueError, match="zstd"):
+        fetch.qt_resources(bytes(zstd))
+
+
+def _not_srgb_profile() -> bytes:
+    """An ICC profile like sRGB with its red and blue primaries swapped, named otherwise."""
+    profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    (count,) = struct.unpack_from(">I", profile, 128)
+    tags = {bytes(profile[132 + 12 * i : 136 + 12 * i]): 132 + 12 * i for i in range(count)}
+    red, blue = tags[b"rXYZ"] + 4, tags[b"bXYZ"] + 4
+    swapped = profile[blue : blue + 8], profile[red : red + 8]
+    profile[red : red + 8], profile[blue : blue + 8] = swapped
+    return bytes(profile).replace("sRGB".encode("utf-16-be"), "Swap".encode("utf-16-be"))
+
+
+def test_photos_tagged_with_another_colour_space_are_converted_to_srgb() -> None:
+    fetch = _script("fetch_extra_photos")
+    red = Image.new("RGB", (8, 6), (255, 0, 0))
+    assert np.asarray(fetch.in_srgb(red))[0, 0].tolist() == [255, 0, 0]  # untagged: as is
+    tagged = io.BytesIO()
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    red.save(tagged, "PNG", icc_profile=srgb)
+    assert np.asarray(fetch.in_srgb(Image.open(tagged)))[0, 0].tolist() == [255, 0, 0]
+    other = io.BytesIO()
+    red.save(other, "PNG", icc_profile=_not_srgb_profile())
+    assert np.asarray(fetch.downscaled(Image.open(other)))[0, 0].tolist() == [0, 0, 255]
 
 
 @pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb (Debian)")
@@ -112,10 +215,19 @@ def test_fetch_from_deb_files(tmp_path: Path) -> None:
         (tree / "DEBIAN").mkdir(parents=True)
         control = f"Package: {package}\nVersion: 1\nArchitecture: all\nMaintainer: t <t@t>\n"
         (tree / "DEBIAN" / "control").write_text(control + "Description: test\n")
+        bundles: dict[str, dict[str, bytes]] = {}
         for photo in fetch.PHOTOS:
             if photo.package == package:
                 (tree / photo.path).parent.mkdir(parents=True, exist_ok=True)
-                Image.new("RGB", (64, 48), "red").save(tree / photo.path, "JPEG")
+                image = Image.new("RGB", (64, 48), "red")
+                if not photo.resource:
+                    image.save(tree / photo.path, "JPEG")
+                    continue
+                webp = io.BytesIO()
+                image.save(webp, "WEBP")
+                bundles.setdefault(photo.path, {})[photo.resource] = webp.getvalue()
+        for path, files in bundles.items():
+            (tree / path).write_bytes(_qt_bundle(files))
         built = subprocess.run(
             ["dpkg-deb", "--build", str(tree), str(debs / f"{package}_1_all.deb")],
             capture_output=True,
@@ -137,7 +249,7 @@ def test_fetch_from_deb_files(tmp_path: Path) -> None:
     assert "lomiri_" not in (out / "SOURCES.md").read_text()
     missing = subprocess.run([*command[:3], str(tmp_path / "build"), *command[4:]],
                              capture_output=True, text=True)  # fmt: skip
-    assert missing.returncode == 1 and "no lomiri-wallpapers" in missing.stderr
+    assert missing.returncode == 1 and "no gcompris-qt-data_*.deb" in missing.stderr
 
 
 def _training_folder(root: Path, extras: list[str]) -> Path:
