@@ -34,7 +34,7 @@ Making the batches is not the limit: one CPU core makes 180-680 patches a second
 gray denoising, 2026-12-04), so three workers keep up with several times that rate.
 
 The lease carries at most 64 MiB of files, the package's weights included, so the training
-photos travel as JPEG (quality 95, no chroma subsampling: 16.6 MB for the 56, PSNR ~45 dB to
+photos travel as JPEG (quality 95, no chroma subsampling: 21.8 MB for the 95, PSNR ~45 dB to
 the PNGs; ``--pack-photos``): the noise and blur are added to those copies on the GPU
 machine, so a model learns nothing of their artefacts but to keep them.
 
