@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import io
 import math
-import re
 import shutil
 import struct
 import subprocess
@@ -279,7 +278,7 @@ def in_srgb(image: Image.Image) -> Image.Image:
     if not profile:
         return image
     source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
-    if re.search("srgb", ImageCms.getProfileDescription(source), re.IGNORECASE):
+    if "srgb" in ImageCms.getProfileDescription(source).lower():
         return image
     return ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"))
 
