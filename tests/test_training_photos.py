@@ -126,14 +126,14 @@ def _qt_bundle(files: dict[str, bytes], version: int = 3, compressed: bool = Tru
             node = node.setdefault(folder, {})
         node[leaf] = blob
     names, data, entries = bytearray(), bytearray(), []  # entries: (name, flags, a, b)
-    pending = [("", root)]
+    pending = [root]
     entries.append(["", 2, len(root), 1])
     while pending:  # breadth first: a directory's children take consecutive indices
-        _, node = pending.pop(0)
+        node = pending.pop(0)
         for name, child in node.items():
             if isinstance(child, dict):
                 entries.append([name, 2, len(child), 0])
-                pending.append((name, child))
+                pending.append(child)
             else:
                 squeeze = compressed and len(entries) % 2 == 0
                 stored = struct.pack(">I", len(child)) + zlib.compress(child) if squeeze else child
