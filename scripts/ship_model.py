@@ -296,6 +296,8 @@ def _command(task: str, lineage: dict[str, Any]) -> str:
         command += f" --cycle {cycle['iterations']} --cycle-lr {cycle['lr']:g}"
         if cycle.get("patch") is not None:
             command += f" --cycle-patch {cycle['patch']}"
+        if cycle.get("loss") is not None:
+            command += f" --cycle-loss {cycle['loss']}"
     return command
 
 

@@ -1,7 +1,8 @@
 """Train (or keep training) the shipped model of one task, on CPU, resumable across sessions.
 
     python scripts/train_shipped.py TASK [--hours H] [--until ITERATION | --cycle ITERATIONS]
-                                    [--cycle-lr LR] [--cycle-patch SIZE] [--threads N]
+                                    [--cycle-lr LR] [--cycle-patch SIZE]
+                                    [--cycle-loss L1Loss|MSELoss] [--threads N]
                                     [--from OTHER_TASK | --restart-from OTHER_TASK]
                                     [--precision auto|fp32|bf16]
 
@@ -34,7 +35,8 @@ shipped model (SGDR) short enough to end, be judged and shipped within one sessi
 machine, so a lost ``experiments/`` folder costs nothing shipped. A cycle counts its
 iterations from 1, so it trains at the recipe's first progressive stage (its smallest patches)
 unless ``--cycle-patch SIZE`` names a later stage, e.g. the one the shipped model's training
-had reached. The cycle is recorded in ``lineage.json``: a resumed run keeps it, and
+had reached; ``--cycle-loss MSELoss`` trains it with the squared error that PSNR measures
+instead of the recipe's L1. The cycle is recorded in ``lineage.json``: a resumed run keeps it, and
 ``scripts/ship_model.py`` puts it in the command.
 
 Training runs in bf16 autocast where the CPU has native bfloat16 (``--precision auto``,
@@ -64,6 +66,7 @@ from restormer.shipped import TRAINING_METADATA_KEY, shipped_path
 from restormer.tasks import TASKS
 from restormer.train.checkpoint import ExperimentDir, newest_state
 from restormer.train.deepen import deepen_state_dict, depth_change
+from restormer.train.options import LOSSES
 from restormer.train.widen import widen_state_dict, width_change
 from restormer.weights import (
     CONFIG_METADATA_KEY,
@@ -198,6 +201,13 @@ def main() -> None:
         help="train a --cycle at the option file's progressive stage of this patch size (and "
         "its batch size) instead of its first stage",
     )
+    parser.add_argument(
+        "--cycle-loss",
+        choices=list(LOSSES),
+        default=None,
+        help="train a --cycle with this pixel loss instead of the recipe's (MSELoss: the one "
+        "PSNR measures, where the recipes train with L1Loss)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="OpenMP threads (default 1)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
@@ -267,7 +277,8 @@ def cycle_overrides(cycle: dict[str, Any], stages: StageSchedule) -> list[str]:
     """``restormer train`` options that make the run one cosine cycle of
     ``cycle["iterations"]`` from ``cycle["lr"]`` down to 1e-5, ending the run there, all at the
     progressive stage (of ``stages``, the recipe's) with patch size ``cycle["patch"]``, if
-    given (a cycle counts its iterations from 1, so it would otherwise train at the first)."""
+    given (a cycle counts its iterations from 1, so it would otherwise train at the first),
+    with the pixel loss ``cycle["loss"]``, if given."""
     iterations, lr = int(cycle["iterations"]), float(cycle["lr"])
     settings: dict[str, Any] = {
         "train.total_iter": iterations,
@@ -283,6 +294,8 @@ def cycle_overrides(cycle: dict[str, Any], stages: StageSchedule) -> list[str]:
             "datasets.train.gt_sizes": f"[{stages.gt_sizes[stage]}]",
             "datasets.train.mini_batch_sizes": f"[{stages.mini_batch_sizes[stage]}]",
         }
+    if cycle.get("loss") is not None:
+        settings["train.pixel_opt.type"] = cycle["loss"]
     return [part for key, value in settings.items() for part in ("--set", f"{key}={value}")]
 
 
@@ -294,7 +307,12 @@ def _cycle(args: argparse.Namespace, experiment: ExperimentDir, resuming: bool) 
         raise SystemExit(f"--cycle {args.cycle}: expected a number of iterations >= 1")
     if args.cycle_lr is not None and not args.cycle_lr > 0:
         raise SystemExit(f"--cycle-lr {args.cycle_lr:g}: expected a learning rate > 0")
-    for option, value in (("--cycle-lr", args.cycle_lr), ("--cycle-patch", args.cycle_patch)):
+    given = (
+        ("--cycle-lr", args.cycle_lr),
+        ("--cycle-patch", args.cycle_patch),
+        ("--cycle-loss", args.cycle_loss),
+    )
+    for option, value in given:
         if value is not None and args.cycle is None:
             raise SystemExit(f"{option} needs --cycle ITERATIONS")
     asked = None
@@ -308,6 +326,8 @@ def _cycle(args: argparse.Namespace, experiment: ExperimentDir, resuming: bool) 
                     f"stages ({', '.join(map(str, sizes))})"
                 )
             asked["patch"] = args.cycle_patch
+        if args.cycle_loss is not None:
+            asked["loss"] = args.cycle_loss
     if not resuming:
         return asked
     recorded = _lineage(experiment).get("cycle")

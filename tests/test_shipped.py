@@ -465,3 +465,26 @@ def test_a_cycle_can_train_at_a_later_progressive_stage(
     monkeypatch.setattr("sys.argv", [*argv, "--cycle-patch", "100"])
     with pytest.raises(SystemExit, match=r"--cycle-patch 100: not a patch size .*\(64, 96, 128\)"):
         module.main()
+
+
+def test_a_cycle_can_train_with_another_pixel_loss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--cycle-loss MSELoss``: the cycle trains with the squared error instead of the
+    recipe's L1, recorded for resuming and for the shipped command; it needs ``--cycle``."""
+    module, commands = _train_shipped_recording(monkeypatch)
+    argv = ["train_shipped.py", "deraining", "--experiments", str(tmp_path)]
+    monkeypatch.setattr("sys.argv", [*argv, "--cycle", "600", "--cycle-loss", "MSELoss"])
+    with pytest.raises(SystemExit) as stopped:
+        module.main()
+    assert stopped.value.code == 0
+    assert "train.pixel_opt.type=MSELoss" in commands[0]
+    lineage = json.loads((tmp_path / "deraining" / "lineage.json").read_text())
+    assert lineage["cycle"] == {"iterations": 600, "lr": 3e-4, "loss": "MSELoss"}
+    assert _script("ship_model")._command("deraining", lineage) == (
+        "python scripts/train_shipped.py deraining --cycle 600 --cycle-lr 0.0003 "
+        "--cycle-loss MSELoss"
+    )
+    monkeypatch.setattr("sys.argv", [*argv, "--cycle-loss", "MSELoss"])
+    with pytest.raises(SystemExit, match=r"--cycle-loss needs --cycle ITERATIONS"):
+        module.main()
