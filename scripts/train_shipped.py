@@ -35,7 +35,9 @@ shipped model (SGDR) short enough to end, be judged and shipped within one sessi
 machine, so a lost ``experiments/`` folder costs nothing shipped. A cycle counts its
 iterations from 1, so it trains at the recipe's first progressive stage (its smallest patches)
 unless ``--cycle-patch SIZE`` names a later stage, e.g. the one the shipped model's training
-had reached; ``--cycle-loss MSELoss`` trains it with the squared error that PSNR measures
+had reached, or a size beyond the last stage (a multiple of 8, the model's downsampling), with
+the batch shrunk to keep the last stage's pixels per step, as progressive learning goes on to
+larger patches; ``--cycle-loss MSELoss`` trains it with the squared error that PSNR measures
 instead of the recipe's L1. The cycle is recorded in ``lineage.json``: a resumed run keeps it, and
 ``scripts/ship_model.py`` puts it in the command.
 
@@ -199,7 +201,8 @@ def main() -> None:
         default=None,
         metavar="SIZE",
         help="train a --cycle at the option file's progressive stage of this patch size (and "
-        "its batch size) instead of its first stage",
+        "its batch size) instead of its first stage, or at a size beyond the last stage (a "
+        "multiple of 8) with the batch that keeps the last stage's pixels per step",
     )
     parser.add_argument(
         "--cycle-loss",
@@ -277,8 +280,9 @@ def cycle_overrides(cycle: dict[str, Any], stages: StageSchedule) -> list[str]:
     """``restormer train`` options that make the run one cosine cycle of
     ``cycle["iterations"]`` from ``cycle["lr"]`` down to 1e-5, ending the run there, all at the
     progressive stage (of ``stages``, the recipe's) with patch size ``cycle["patch"]``, if
-    given (a cycle counts its iterations from 1, so it would otherwise train at the first),
-    with the pixel loss ``cycle["loss"]``, if given."""
+    given (a cycle counts its iterations from 1, so it would otherwise train at the first), or
+    at that size beyond the stages with the batch of :func:`cycle_batch`, with the pixel loss
+    ``cycle["loss"]``, if given."""
     iterations, lr = int(cycle["iterations"]), float(cycle["lr"])
     settings: dict[str, Any] = {
         "train.total_iter": iterations,
@@ -288,15 +292,25 @@ def cycle_overrides(cycle: dict[str, Any], stages: StageSchedule) -> list[str]:
         "train.scheduler.eta_mins": f"[{CYCLE_END_LR:g}]",
     }
     if cycle.get("patch") is not None:
-        stage = stages.gt_sizes.index(int(cycle["patch"]))
+        patch = int(cycle["patch"])
         settings |= {
             "datasets.train.iters": f"[{iterations}]",
-            "datasets.train.gt_sizes": f"[{stages.gt_sizes[stage]}]",
-            "datasets.train.mini_batch_sizes": f"[{stages.mini_batch_sizes[stage]}]",
+            "datasets.train.gt_sizes": f"[{patch}]",
+            "datasets.train.mini_batch_sizes": f"[{cycle_batch(patch, stages)}]",
         }
     if cycle.get("loss") is not None:
         settings["train.pixel_opt.type"] = cycle["loss"]
     return [part for key, value in settings.items() for part in ("--set", f"{key}={value}")]
+
+
+def cycle_batch(patch: int, stages: StageSchedule) -> int:
+    """The batch size of a cycle at ``patch``-pixel patches: the recipe's at its stage of that
+    size; beyond its last stage, the one that keeps the last stage's pixels per step (at least
+    one patch), so a step costs about what it did."""
+    if patch in stages.gt_sizes:
+        return stages.mini_batch_sizes[stages.gt_sizes.index(patch)]
+    pixels = stages.gt_sizes[-1] ** 2 * stages.mini_batch_sizes[-1]
+    return max(1, round(pixels / patch**2))
 
 
 def _cycle(args: argparse.Namespace, experiment: ExperimentDir, resuming: bool) -> dict | None:
@@ -320,10 +334,11 @@ def _cycle(args: argparse.Namespace, experiment: ExperimentDir, resuming: bool) 
         asked = {"iterations": args.cycle, "lr": args.cycle_lr or CYCLE_LR}
         if args.cycle_patch is not None:
             sizes = _stages(ROOT / "configs" / "shipped" / f"{args.task}.yml").gt_sizes
-            if args.cycle_patch not in sizes:
+            beyond = args.cycle_patch > sizes[-1] and args.cycle_patch % 8 == 0
+            if args.cycle_patch not in sizes and not beyond:
                 raise SystemExit(
                     f"--cycle-patch {args.cycle_patch}: not a patch size of the recipe's "
-                    f"stages ({', '.join(map(str, sizes))})"
+                    f"stages ({', '.join(map(str, sizes))}) nor a multiple of 8 beyond them"
                 )
             asked["patch"] = args.cycle_patch
         if args.cycle_loss is not None:

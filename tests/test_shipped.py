@@ -443,8 +443,9 @@ def test_a_cycle_can_train_at_a_later_progressive_stage(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``--cycle-patch P``: the whole cycle at the recipe's stage of P-pixel patches (with its
-    batch size), recorded for resuming and for the shipped command; a size the recipe's stages
-    do not have is a one-line error."""
+    batch size), recorded for resuming and for the shipped command; beyond the last stage, a
+    multiple of 8 with the batch that keeps that stage's pixels per step; other sizes are a
+    one-line error."""
     module, commands = _train_shipped_recording(monkeypatch)
     argv = ["train_shipped.py", "deraining", "--experiments", str(tmp_path), "--cycle", "600"]
     monkeypatch.setattr("sys.argv", [*argv, "--cycle-patch", "96"])
@@ -462,9 +463,30 @@ def test_a_cycle_can_train_at_a_later_progressive_stage(
     assert _script("ship_model")._command("deraining", lineage) == (
         "python scripts/train_shipped.py deraining --cycle 600 --cycle-lr 0.0003 --cycle-patch 96"
     )
-    monkeypatch.setattr("sys.argv", [*argv, "--cycle-patch", "100"])
-    with pytest.raises(SystemExit, match=r"--cycle-patch 100: not a patch size .*\(64, 96, 128\)"):
+    for size in ("100", "196"):
+        monkeypatch.setattr("sys.argv", [*argv, "--cycle-patch", size])
+        with pytest.raises(
+            SystemExit, match=rf"--cycle-patch {size}: not a patch size .*\(64, 96, 128\) nor"
+        ):
+            module.main()
+
+
+@pytest.mark.parametrize(("patch", "batch"), [(192, 2), (256, 1), (512, 1), (160, 3)])
+def test_a_cycle_can_train_beyond_the_last_progressive_stage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, patch: int, batch: int
+) -> None:
+    """``--cycle-patch`` past the recipe's 128-px stage (batch 4): as many patches as keep
+    its 65,536 pixels per step, rounded, at least one."""
+    module, commands = _train_shipped_recording(monkeypatch)
+    argv = ["train_shipped.py", "deraining", "--experiments", str(tmp_path), "--cycle", "600"]
+    monkeypatch.setattr("sys.argv", [*argv, "--cycle-patch", str(patch)])
+    with pytest.raises(SystemExit) as stopped:
         module.main()
+    assert stopped.value.code == 0
+    assert f"datasets.train.gt_sizes=[{patch}]" in commands[0]
+    assert f"datasets.train.mini_batch_sizes=[{batch}]" in commands[0]
+    lineage = json.loads((tmp_path / "deraining" / "lineage.json").read_text())
+    assert lineage["cycle"]["patch"] == patch
 
 
 def test_a_cycle_can_train_with_another_pixel_loss(
