@@ -332,8 +332,8 @@ def _burst_minutes(lineage: dict[str, Any]) -> float:
 
 
 def _cpu_seconds(state: dict[str, Any], experiment: ExperimentDir) -> float:
-    """CPU time of the run: the trainer sums each launch's wall time x threads. States from
-    before it did: their wall time x the threads ``train_shipped.py`` last wrote down."""
+    """CPU time of the run: the trainer sums each launch's CPU time. States from before it
+    recorded any: their wall time x the threads ``train_shipped.py`` last wrote down."""
     if "cpu_seconds" in state:
         return float(state["cpu_seconds"])
     info = experiment.root / "threads.txt"

@@ -137,6 +137,7 @@ class _Trainer:
         self.start_iter = 1
         self.elapsed_before = 0.0
         self.cpu_seconds_before = 0.0
+        self._cpu_started = time.process_time()
         self.best: dict[str, Any] = {}
         self._stop_signal: str | None = None
 
@@ -222,6 +223,7 @@ class _Trainer:
         )
         self._announce(log, state_path)
         started = time.perf_counter()
+        self._cpu_started = time.process_time()
         last_saved = self.start_iter - 1
         iteration = self.start_iter - 1
         finished = True
@@ -356,7 +358,7 @@ class _Trainer:
                 "scaler": self.scaler.state_dict() if self.scaler is not None else None,
                 "torch_rng": torch.get_rng_state(),
                 "elapsed_seconds": self.elapsed_before + elapsed,
-                "cpu_seconds": self.cpu_seconds_before + elapsed * self._threads(),
+                "cpu_seconds": self.cpu_seconds_before + self._cpu_seconds(),
                 # The photos this launch trained on: the folder may grow between launches.
                 "training_images": len(self.training_set),
                 "best": self.best,
@@ -365,9 +367,15 @@ class _Trainer:
         distributed.barrier(self.info)
 
     def _threads(self) -> int:
-        """CPU threads that all processes of this run compute with: wall time x threads is
-        the CPU time a run costs, whatever threads each of its launches had."""
+        """CPU threads that all processes of this run compute with."""
         return torch.get_num_threads() * self.info.world_size
+
+    def _cpu_seconds(self) -> float:
+        """CPU time this launch has used, all its threads together (the data is prepared in
+        the same process). Measured, not wall time x threads: time spent paused (SIGSTOP) or
+        waiting for cores another job holds costs nothing. Processes of a distributed run
+        are taken to cost what the main one does."""
+        return (time.process_time() - self._cpu_started) * self.info.world_size
 
     def _should_stop(self, started: float, log: TrainingLog) -> bool:
         """A time budget spent or a stop signal: every rank stops at the same iteration."""
