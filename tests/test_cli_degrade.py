@@ -267,6 +267,18 @@ def test_bad_inputs_are_reported_and_the_rest_is_done(
     assert [images[f"{n}.png"]["index"] for n in NAMES] == [2, 3, 4]
 
 
+def test_no_empty_folders_are_left_when_every_photo_fails(
+    tmp_path: Path, fake_backend: ModuleType
+) -> None:
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    code, text = _degrade("deraining", tmp_path / "new" / "set", tmp_path / "broken.png")
+    assert code == 1 and "corrupt" in text and "degraded 0 of 1" in text
+    assert not (tmp_path / "new").exists()  # the parents it made go too
+    (tmp_path / "mine").mkdir()  # a folder the user made stays; the run's subfolders go
+    code, _ = _degrade("deraining", tmp_path / "mine", tmp_path / "broken.png")
+    assert code == 1 and list((tmp_path / "mine").iterdir()) == []
+
+
 def test_gray_and_sixteen_bit_photos_are_converted(
     tmp_path: Path, fake_backend: ModuleType
 ) -> None:

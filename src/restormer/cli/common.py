@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -156,14 +157,33 @@ def progress_bar() -> Iterator[Progress]:
         yield progress
 
 
-def prepare_output_dir(output_dir: Path) -> None:
-    """Create ``output_dir`` if needed and make sure files can be written there, or fail."""
+def prepare_output_dir(output_dir: Path) -> list[Path]:
+    """Create ``output_dir`` if needed and make sure files can be written there, or fail.
+
+    Returns the folders this call created, outermost first, so that a run which ends up
+    writing nothing can take them away again with :func:`remove_empty_folders`.
+    """
+    missing = [folder for folder in (output_dir, *output_dir.parents) if not folder.exists()]
+    created = missing[::-1]
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
+        remove_empty_folders(created)
         fail(f"{output_dir}: cannot create the output folder ({e.strerror or e})")
     try:  # a real probe: permissions alone miss read-only mounts and root's special folders
         with tempfile.TemporaryFile(dir=output_dir):
             pass
     except OSError as e:
+        remove_empty_folders(created)
         fail(f"{output_dir}: the output folder is not writable ({e.strerror or e})")
+    return created
+
+
+def remove_empty_folders(created: list[Path]) -> None:
+    """Remove the folders a run created (outermost first) that are still empty, innermost first.
+
+    A folder something was written to, or one someone else filled meanwhile, stays.
+    """
+    for folder in reversed(created):
+        with contextlib.suppress(OSError):  # not empty, or already gone: keep what is there
+            folder.rmdir()

@@ -43,7 +43,16 @@ import numpy as np
 import typer
 from rich.markup import escape
 
-from restormer.cli.common import UserError, app, err, fail, out, prepare_output_dir, progress_bar
+from restormer.cli.common import (
+    UserError,
+    app,
+    err,
+    fail,
+    out,
+    prepare_output_dir,
+    progress_bar,
+    remove_empty_folders,
+)
 from restormer.files import write_atomically
 from restormer.io import (
     ImageFileError,
@@ -141,10 +150,11 @@ def degrade(
     layout = LAYOUTS[task]
     if jobs and not overwrite:
         _refuse_existing(jobs, layout, output_dir)
+    created: list[Path] = []
     if jobs:  # nothing to do: no folders made
-        prepare_output_dir(output_dir)
+        created += prepare_output_dir(output_dir)
         for folder in (*layout.inputs, "target"):
-            prepare_output_dir(output_dir / folder)
+            created += prepare_output_dir(output_dir / folder)
     for message in problems:
         err.print(f"[bold red]error:[/] {escape(message)}", markup=True)
     records: dict[str, dict[str, Any]] = {}
@@ -159,6 +169,8 @@ def degrade(
                 progress.console.print(f"[bold red]error:[/] {escape(str(e))}", markup=True)
             progress.advance(bar)
     failures = len(problems) + len(jobs) - len(records)
+    if not records:  # every photo failed: leave no empty folders behind
+        remove_empty_folders(created)
     if records:
         try:
             _write_metadata(output_dir / METADATA_FILE, task, seed, records, overwrite)

@@ -6,7 +6,6 @@ io.write_image``. Jobs are planned before any work, so bad inputs are reported u
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -31,6 +30,7 @@ from restormer.cli.common import (
     out,
     prepare_output_dir,
     progress_bar,
+    remove_empty_folders,
     set_threads,
 )
 from restormer.ensemble import ENSEMBLES, check_ensemble
@@ -145,24 +145,17 @@ def restore(
         err.print(f"[bold red]error:[/] {message}", markup=True)
     if not jobs:  # nothing to restore: the errors say it all, and no output folder is made
         raise typer.Exit(1)
-    created = not output_dir.exists()
-    prepare_output_dir(output_dir)
+    created = prepare_output_dir(output_dir)
     failures = len(problems)
     ok = _run_jobs(jobs, model, tile, tile_overlap, chosen_ensemble, overwrite, max_pixels)
-    if created and ok == 0:  # every image failed: leave no empty folder behind
-        _remove_if_empty(output_dir)
+    if ok == 0:  # every image failed: leave no empty folder behind
+        remove_empty_folders(created)
     failures += len(jobs) - ok
     total = len(jobs) + len(problems)
     summary = f"restored {ok} of {total} image{'s' if total != 1 else ''} into {output_dir}"
     (err if failures else out).print(summary)
     if failures:
         raise typer.Exit(1)
-
-
-def _remove_if_empty(folder: Path) -> None:
-    """Remove ``folder`` if nothing is in it (a folder this run made and wrote nothing to)."""
-    with contextlib.suppress(OSError):  # not empty, or already gone: keep what is there
-        folder.rmdir()
 
 
 def _plan_jobs(
