@@ -163,8 +163,7 @@ def prepare_output_dir(output_dir: Path) -> list[Path]:
     Returns the folders this call created, outermost first, so that a run which ends up
     writing nothing can take them away again with :func:`remove_empty_folders`.
     """
-    missing = [folder for folder in (output_dir, *output_dir.parents) if not folder.exists()]
-    created = missing[::-1]
+    created = [f for f in (*reversed(output_dir.parents), output_dir) if not f.exists()]
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:

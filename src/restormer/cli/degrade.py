@@ -171,7 +171,7 @@ def degrade(
     failures = len(problems) + len(jobs) - len(records)
     if not records:  # every photo failed: leave no empty folders behind
         remove_empty_folders(created)
-    if records:
+    else:
         try:
             _write_metadata(output_dir / METADATA_FILE, task, seed, records, overwrite)
         except UserError as e:
