@@ -272,7 +272,7 @@ def test_no_empty_folders_are_left_when_every_photo_fails(
 ) -> None:
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     code, text = _degrade("deraining", tmp_path / "new" / "set", tmp_path / "broken.png")
-    assert code == 1 and "corrupt" in text and "degraded 0 of 1" in text
+    assert code == 1 and "corrupt" in text and "degraded 0 of 1 image (nothing written)" in text
     assert not (tmp_path / "new").exists()  # the parents it made go too
     (tmp_path / "mine").mkdir()  # a folder the user made stays; the run's subfolders go
     code, _ = _degrade("deraining", tmp_path / "mine", tmp_path / "broken.png")

@@ -179,8 +179,8 @@ def degrade(
             failures += 1
     total = len(jobs) + len(problems)
     plural = "s" if total != 1 else ""
-    (err if failures else out).print(f"degraded {len(records)} of {total} image{plural} into "
-                                     f"{escape(str(output_dir))}")  # fmt: skip
+    place = f"into {escape(str(output_dir))}" if records else "(nothing written)"
+    (err if failures else out).print(f"degraded {len(records)} of {total} image{plural} {place}")
     if failures:
         raise typer.Exit(1)
 

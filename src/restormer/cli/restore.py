@@ -152,7 +152,8 @@ def restore(
         remove_empty_folders(created)
     failures += len(jobs) - ok
     total = len(jobs) + len(problems)
-    summary = f"restored {ok} of {total} image{'s' if total != 1 else ''} into {output_dir}"
+    place = f"into {output_dir}" if ok else "(nothing written)"
+    summary = f"restored {ok} of {total} image{'s' if total != 1 else ''} {place}"
     (err if failures else out).print(summary)
     if failures:
         raise typer.Exit(1)
