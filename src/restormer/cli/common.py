@@ -13,6 +13,7 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from restormer import __version__
@@ -176,6 +177,13 @@ def prepare_output_dir(output_dir: Path) -> list[Path]:
         remove_empty_folders(created)
         fail(f"{output_dir}: the output folder is not writable ({e.strerror or e})")
     return created
+
+
+def print_summary(verb: str, done: int, total: int, output_dir: Path, failed: bool) -> None:
+    """The run's last line: how many images were done, and where to (none: nothing written)."""
+    place = f"into {escape(str(output_dir))}" if done else "(nothing written)"
+    plural = "s" if total != 1 else ""
+    (err if failed else out).print(f"{verb} {done} of {total} image{plural} {place}")
 
 
 def remove_empty_folders(created: list[Path]) -> None:

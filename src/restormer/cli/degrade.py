@@ -48,8 +48,8 @@ from restormer.cli.common import (
     app,
     err,
     fail,
-    out,
     prepare_output_dir,
+    print_summary,
     progress_bar,
     remove_empty_folders,
 )
@@ -178,9 +178,7 @@ def degrade(
             err.print(f"[bold red]error:[/] {escape(str(e))}", markup=True)
             failures += 1
     total = len(jobs) + len(problems)
-    plural = "s" if total != 1 else ""
-    place = f"into {escape(str(output_dir))}" if records else "(nothing written)"
-    (err if failures else out).print(f"degraded {len(records)} of {total} image{plural} {place}")
+    print_summary("degraded", len(records), total, output_dir, failed=failures > 0)
     if failures:
         raise typer.Exit(1)
 

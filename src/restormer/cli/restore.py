@@ -27,8 +27,8 @@ from restormer.cli.common import (
     err,
     fail,
     load_model_or_fail,
-    out,
     prepare_output_dir,
+    print_summary,
     progress_bar,
     remove_empty_folders,
     set_threads,
@@ -152,9 +152,7 @@ def restore(
         remove_empty_folders(created)
     failures += len(jobs) - ok
     total = len(jobs) + len(problems)
-    place = f"into {output_dir}" if ok else "(nothing written)"
-    summary = f"restored {ok} of {total} image{'s' if total != 1 else ''} {place}"
-    (err if failures else out).print(summary)
+    print_summary("restored", ok, total, output_dir, failed=failures > 0)
     if failures:
         raise typer.Exit(1)
 
